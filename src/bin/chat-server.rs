@@ -1,0 +1,69 @@
+//! `chat-server`: answers every line with `You sent: <line>` and closes the
+//! connection on a `.` line. Parses the flags and calls [`chat::server`].
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat::cli;
+use chat::framing::{Delimiter, LineFormat};
+use chat::server;
+use clap::Parser;
+
+/// A line-based TCP echo server: answers every line with "You sent: <line>"
+/// and closes the connection on a "." line.
+#[derive(Parser, Debug)]
+#[command(name = "chat-server", version)]
+struct Args {
+    /// Host name or IP address to listen on
+    #[arg(long, default_value = cli::DEFAULT_HOST)]
+    host: String,
+
+    /// TCP port to listen on; 0 picks a free one (see the "listening on" line)
+    #[arg(long, default_value_t = cli::DEFAULT_PORT)]
+    port: u16,
+
+    #[arg(long, default_value = "crlf", help = cli::DELIMITER_HELP)]
+    delimiter: Delimiter,
+
+    /// Longest line accepted, delimiter not counted; a longer one gets
+    /// "error: line exceeds N bytes" and the connection is closed
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_LINE_BYTES,
+          value_parser = cli::positive_count)]
+    max_line_bytes: usize,
+
+    /// Connections served at once; one more gets "error: server is full (N
+    /// connections)" and is closed
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS,
+          value_parser = cli::positive_count)]
+    max_connections: usize,
+
+    /// Close a connection after this many seconds without input (fractions
+    /// allowed); 0 means never
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = cli::seconds)]
+    idle_timeout: Duration,
+
+    /// Set SO_REUSEPORT, so several servers can share the port
+    #[arg(long)]
+    reuse_port: bool,
+
+    /// Do not log a line per connection opened and closed
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::exit_status("chat-server", serve(args))
+}
+
+#[tokio::main]
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = server::Config {
+        format: Arc::new(LineFormat::new(args.delimiter, args.max_line_bytes)),
+        max_connections: args.max_connections,
+        idle_timeout: Some(args.idle_timeout).filter(|timeout| !timeout.is_zero()),
+        log_connections: !args.quiet,
+    };
+    server::serve(&args.host, args.port, args.reuse_port, config).await
+}

@@ -1,0 +1,90 @@
+//! Reading stdin on a thread of its own. A blocking read cannot be
+//! cancelled, so it must never be something the client waits for on its way
+//! out: the thread is left blocked, and the process exits past it.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::thread;
+
+use anyhow::{Context, anyhow};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::framing::{Delimiter, LineFormat, LineSplitter};
+
+/// Bytes asked of stdin per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Batches waiting between the thread and the socket. Bounds the memory
+/// used when stdin is faster than the server: the thread then blocks.
+const QUEUE_DEPTH: usize = 4;
+
+/// Starts a thread that reads `input`, cuts it into lines at `\n`, and sends
+/// them in batches ready for the wire: each line, less its `\n` and a `\r`
+/// before it, followed by `format`'s delimiter. The channel closes at the
+/// end of input; a read error or a line over `format`'s limit is sent as
+/// the last item.
+pub(super) fn spawn_reader(
+    input: impl Read + Send + 'static,
+    format: Arc<LineFormat>,
+) -> anyhow::Result<mpsc::Receiver<anyhow::Result<Bytes>>> {
+    let (batches, receiver) = mpsc::channel(QUEUE_DEPTH);
+    thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            if let Err(error) = read_lines(input, &format, &batches) {
+                // Nobody may be listening any more; then there is no one to tell.
+                let _ = batches.blocking_send(Err(error));
+            }
+        })
+        .context("starting the stdin thread")?;
+    Ok(receiver)
+}
+
+fn read_lines(
+    mut input: impl Read,
+    format: &LineFormat,
+    batches: &mpsc::Sender<anyhow::Result<Bytes>>,
+) -> anyhow::Result<()> {
+    let stdin_format = LineFormat::new(Delimiter::lf(), format.max_line_bytes());
+    let mut lines = LineSplitter::new(Arc::new(stdin_format));
+    let delimiter = format.delimiter();
+    loop {
+        let buffer = lines.buffer_for_read(READ_CHUNK);
+        let filled = buffer.len();
+        buffer.resize(filled + READ_CHUNK, 0);
+        let count = match input.read(&mut buffer[filled..]) {
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+                buffer.truncate(filled);
+                continue;
+            }
+            Err(error) => return Err(error).context("reading stdin"),
+        };
+        buffer.truncate(filled + count);
+
+        let mut batch = BytesMut::with_capacity(count + count / 4 + delimiter.len());
+        loop {
+            match lines.next_line() {
+                Ok(Some(line)) => {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    batch.extend_from_slice(line);
+                    batch.extend_from_slice(delimiter);
+                }
+                Ok(None) => break,
+                Err(too_long) => return Err(anyhow!("stdin: {too_long}")),
+            }
+        }
+        let end_of_input = count == 0;
+        if end_of_input && !lines.buffered().is_empty() {
+            // A last line without `\n` is still a line.
+            batch.extend_from_slice(lines.buffered());
+            batch.extend_from_slice(delimiter);
+        }
+        if !batch.is_empty() && batches.blocking_send(Ok(batch.freeze())).is_err() {
+            return Ok(()); // The client is exiting.
+        }
+        if end_of_input {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! `chat-client` through real sockets and pipes: against the real server,
+//! and against stand-in servers written here that misbehave on purpose.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+
+/// A listener for a stand-in server, on a free loopback port.
+async fn stand_in() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+async fn accept(listener: &TcpListener) -> TcpStream {
+    within("the client to connect", listener.accept())
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn three_piped_lines_then_end_of_input_print_three_replies() {
+    let server = Server::start(&["--quiet"]).await;
+    let output = run_client(server.address, &[], b"one\ntwo\nthree\n").await;
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "You sent: one\nYou sent: two\nYou sent: three\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "",
+        "no hint or noise on a pipe"
+    );
+    assert!(output.status.success());
+}
+
+#[tokio::test]
+async fn exits_promptly_after_a_dot_while_stdin_stays_open() {
+    let server = Server::start(&["--quiet"]).await;
+    let mut child = client(server.address, &[]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n.\n").await.unwrap();
+    // `stdin` stays open and idle: the client must exit on the server's close alone.
+    let started = Instant::now();
+    let status = within_for(Duration::from_secs(2), "the client to exit", child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .await
+        .unwrap();
+    assert_eq!(stdout, "You sent: hello\n");
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn lines_after_the_dot_do_not_turn_the_close_into_an_error() {
+    let server = Server::start(&["--quiet"]).await;
+    let input = [&b"a\n.\n"[..], &b"after the dot\n".repeat(100_000)].concat();
+    let output = run_client(server.address, &[], &input).await;
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "You sent: a\n");
+    assert!(output.status.success());
+}
+
+#[tokio::test]
+async fn no_server_is_an_error_naming_the_address() {
+    let (listener, address) = stand_in().await;
+    drop(listener); // Nothing listens there now.
+    let output = run_client(address, &[], b"hello\n").await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("chat-client: error: connecting to {address}: Connection refused (os error 111)")
+    );
+    assert_eq!(output.stdout, b"");
+}
+
+#[tokio::test]
+async fn output_is_byte_exact() {
+    let server = Server::start(&["--quiet"]).await;
+    let line: &[u8] = b"\x00 \xff\xfe\tnot utf-8 \x1b[0m";
+    let output = run_client(server.address, &[], &[line, b"\n"].concat()).await;
+    assert_eq!(output.stdout, [b"You sent: ", line, b"\n"].concat());
+    assert!(output.status.success());
+}
+
+#[tokio::test]
+async fn sends_each_stdin_line_with_the_delimiter_and_half_closes_at_the_end() {
+    let (listener, address) = stand_in().await;
+    let client = tokio::spawn(run_client(address, &[], b"a\nb\r\n\nlast without newline"));
+    let mut stream = accept(&listener).await;
+    // The client shuts its side at the end of stdin: read_to_end returns.
+    let received = read_to_end(&mut stream).await;
+    assert_eq!(received, b"a\r\nb\r\n\r\nlast without newline\r\n");
+    // It still prints what arrives after its side is shut.
+    stream
+        .write_all(b"late reply\r\nunterminated")
+        .await
+        .unwrap();
+    drop(stream);
+    let output = within("the client", client).await.unwrap();
+    assert_eq!(output.stdout, b"late reply\nunterminated\n");
+    assert!(output.status.success());
+}
+
+#[tokio::test]
+async fn other_delimiters() {
+    let (listener, address) = stand_in().await;
+    let client = tokio::spawn(run_client(address, &["--delimiter", "lf"], b"a\r\nb\n"));
+    let mut stream = accept(&listener).await;
+    assert_eq!(read_to_end(&mut stream).await, b"a\nb\n");
+    stream.write_all(b"x\ny\r\n").await.unwrap();
+    drop(stream);
+    let output = within("the client", client).await.unwrap();
+    assert_eq!(output.stdout, b"x\ny\r\n");
+
+    let server = Server::start(&["--quiet", "--delimiter", r"\0"]).await;
+    let output = run_client(server.address, &["--delimiter", r"\0"], b"a\nb\n").await;
+    assert_eq!(output.stdout, b"You sent: a\nYou sent: b\n");
+}
+
+#[tokio::test]
+async fn a_reply_over_the_limit_is_an_error() {
+    let (listener, address) = stand_in().await;
+    let child = client(address, &["--max-line-bytes", "1000"])
+        .spawn()
+        .unwrap();
+    let mut stream = accept(&listener).await;
+    // An endless line: the client must give up, not buffer it.
+    let endless = tokio::spawn(async move {
+        let chunk = [b'x'; 1000];
+        while stream.write_all(&chunk).await.is_ok() {}
+    });
+    let output = within("the client to give up", child.wait_with_output())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        format!("chat-client: error: reply from {address}: line exceeds 1000 bytes")
+    );
+    endless.abort();
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_it_quietly() {
+    let server = Server::start(&["--quiet"]).await;
+    let mut child = client(server.address, &[]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = tokio::spawn(async move {
+        let lines = "line\n".repeat(1000);
+        while stdin.write_all(lines.as_bytes()).await.is_ok() {}
+    });
+    // Like `chat-client | head -1`: read one line, then close the pipe.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    within("the first reply", stdout.read_line(&mut first))
+        .await
+        .unwrap();
+    assert_eq!(first, "You sent: line\n");
+    drop(stdout);
+    let output = within("the client to end", child.wait_with_output())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert!(output.status.success(), "{}", output.status);
+    writer.abort();
+}
+
+#[tokio::test]
+async fn prints_a_hint_on_a_terminal_only() {
+    let server = Server::start(&["--quiet"]).await;
+    // `script` runs the client on a pseudo-terminal and copies our input to it.
+    let command = format!("{CLIENT} --host 127.0.0.1 --port {}", server.address.port());
+    let mut terminal = Command::new("script");
+    terminal.args(["--quiet", "--return", "--command", &command, "/dev/null"]);
+    let mut child = terminal
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("`script` (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hi\n.\n").await.unwrap();
+    let output = within("the client on a terminal", child.wait_with_output())
+        .await
+        .unwrap();
+    let seen = String::from_utf8_lossy(&output.stdout);
+    let hint = format!(
+        "connected to {} — type lines, \".\" to quit",
+        server.address
+    );
+    assert!(seen.contains(&hint), "{seen:?}");
+    assert!(seen.contains("You sent: hi"), "{seen:?}");
+    assert!(output.status.success());
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2() {
+    for args in [
+        &["--delimiter", ""][..],
+        &["--max-line-bytes", "x"],
+        &["--port", "-1"],
+        &["extra"],
+    ] {
+        let output = within(
+            "chat-client to refuse its arguments",
+            Command::new(CLIENT).args(args).output(),
+        )
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}

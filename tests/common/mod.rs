@@ -1,0 +1,237 @@
+//! Shared by the integration tests: the real binaries, started and watched
+//! by their events (the `listening on` line, a log line, a reply, EOF, an
+//! exit), with a timeout on every wait so a bug fails a test instead of
+//! hanging it.
+
+#![allow(dead_code)] // Each test file uses its own part of this module.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The longest any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+/// Awaits `future`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    within_for(WAIT, what, future).await
+}
+
+/// Awaits `future`, failing the test if it takes longer than `limit`.
+pub async fn within_for<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// A `chat-server` process on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub address: SocketAddr,
+    /// Its stderr lines after `listening on`, read as they come so the
+    /// server never blocks on a full pipe.
+    log: mpsc::UnboundedReceiver<String>,
+}
+
+impl Server {
+    /// Starts `chat-server --host 127.0.0.1 --port 0 ARGS` and waits for its
+    /// `listening on` line.
+    pub async fn start(args: &[&str]) -> Server {
+        Self::start_command(
+            Command::new(SERVER)
+                .args(["--host", "127.0.0.1", "--port", "0"])
+                .args(args),
+        )
+        .await
+    }
+
+    /// Starts `command` (a `chat-server`, maybe wrapped) and waits for its
+    /// `listening on` line.
+    pub async fn start_command(command: &mut Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chat-server starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (lines, mut log) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = within("the listening line", log.recv())
+            .await
+            .expect("chat-server prints a line before exiting");
+        let address = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line is `listening on ADDR`, not {first:?}"))
+            .parse()
+            .expect("the listening line names an address");
+        Server {
+            child,
+            address,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    /// Waits for a log line satisfying `wanted`, and returns it.
+    pub async fn wait_for_log(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        within(what, async {
+            loop {
+                match self.log.recv().await {
+                    Some(line) if wanted(&line) => return line,
+                    Some(_) => {}
+                    None => panic!("the server's stderr ended before {what}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every log line until stderr closes (the server has exited).
+    pub async fn rest_of_log(&mut self) -> Vec<String> {
+        within("the end of the server's stderr", async {
+            let mut lines = Vec::new();
+            while let Some(line) = self.log.recv().await {
+                lines.push(line);
+            }
+            lines
+        })
+        .await
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub async fn signal(&self, name: &str) {
+        send_signal(self.pid(), name).await;
+    }
+
+    /// Waits at most `limit` for the process to exit.
+    pub async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
+        within_for(limit, "the server to exit", self.child.wait())
+            .await
+            .expect("waiting for the server")
+    }
+
+    /// Resident memory of the process, in KiB, from `/proc`.
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/PID/status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("/proc/PID/status has VmRSS")
+    }
+}
+
+pub async fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success(), "kill -s {name} {pid} failed");
+}
+
+pub async fn connect(address: SocketAddr) -> TcpStream {
+    within("connecting", TcpStream::connect(address))
+        .await
+        .expect("the server accepts connections")
+}
+
+/// Everything the peer sends until it closes the connection.
+pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    within(
+        "the server to close the connection",
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("reading until the server closes");
+    received
+}
+
+/// Reads exactly `len` bytes.
+pub async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut received = vec![0; len];
+    within("a reply", stream.read_exact(&mut received))
+        .await
+        .expect("reading a reply");
+    received
+}
+
+/// Sends `request` and returns everything received until the server closes.
+pub async fn exchange(address: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(address).await;
+    stream.write_all(request).await.expect("sending");
+    read_to_end(&mut stream).await
+}
+
+/// `You sent: LINE\r\n`.
+pub fn reply(line: &str) -> String {
+    format!("You sent: {line}\r\n")
+}
+
+/// A `chat-client` command for the server at `address`, all pipes set.
+pub fn client(address: SocketAddr, args: &[&str]) -> Command {
+    let mut command = Command::new(CLIENT);
+    command
+        .args([
+            "--host",
+            &address.ip().to_string(),
+            "--port",
+            &address.port().to_string(),
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `chat-client` with `input` on stdin (then EOF) and returns what it
+/// printed and how it exited.
+pub async fn run_client(address: SocketAddr, args: &[&str], input: &[u8]) -> Output {
+    let mut child = client(address, args).spawn().expect("chat-client starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    // Written concurrently with reading the output, so a large input cannot
+    // deadlock against a full stdout pipe.
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let output = within("chat-client to exit", child.wait_with_output())
+        .await
+        .expect("waiting for chat-client");
+    writer.await.expect("the stdin writer finishes");
+    output
+}
+
+/// The number in `key=N` of a close log line.
+pub fn log_field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}=N in {line:?}"))
+}
