@@ -163,10 +163,13 @@ pub async fn run(
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, waiting).await.is_err() {
-        eprintln!(
-            "closing {} connections still open after {SHUTDOWN_GRACE:?}",
-            connections.len()
-        );
+        let open = connections.len();
+        let noun = if open == 1 {
+            "connection"
+        } else {
+            "connections"
+        };
+        eprintln!("closing {open} {noun} still open after {SHUTDOWN_GRACE:?}");
         connections.shutdown().await;
     }
     Ok(())

@@ -235,3 +235,56 @@ pub fn log_field(line: &str, key: &str) -> u64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no {key}=N in {line:?}"))
 }
+
+/// Writes `payload` and reads no reply, until all of it is sent or the
+/// server stops taking it (a second without progress). Returns how much was
+/// sent by then, and the task, which goes on trying in the background and
+/// keeps the connection open.
+pub async fn send_until_stalled(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    payload: Vec<u8>,
+) -> (usize, tokio::task::JoinHandle<()>) {
+    let (progress, mut sent) = tokio::sync::watch::channel(0);
+    let task = tokio::spawn(async move {
+        let mut total = 0;
+        for chunk in payload.chunks(64 * 1024) {
+            if writer.write_all(chunk).await.is_err() {
+                break;
+            }
+            total += chunk.len();
+            progress.send_replace(total);
+        }
+        // Dropping `progress` says it is all sent; the connection stays open.
+        drop(progress);
+        std::future::pending::<()>().await;
+    });
+    let stalled_at = within("the sender to stall or finish", async {
+        while let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), sent.changed()).await {}
+        *sent.borrow()
+    })
+    .await;
+    (stalled_at, task)
+}
+
+/// `count` numbered lines, `PREFIX N\r\n`.
+pub fn numbered_lines(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix} {i}")).collect()
+}
+
+/// The lines, each followed by CRLF, as one request.
+pub fn request_of(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|line| [line.as_bytes(), b"\r\n"])
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// The replies to the lines, in order.
+pub fn replies_to(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|line| reply(line).into_bytes())
+        .collect()
+}
