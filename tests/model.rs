@@ -1,0 +1,198 @@
+//! The server against a model of the protocol: arbitrary byte streams
+//! (lines, dots, overlong lines, stray delimiter bytes) sent in arbitrary
+//! chunks over a real socket must get exactly the replies, and the close,
+//! that the model written here says.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use chat::framing::{Delimiter, LineFormat};
+use chat::server::{self, Config};
+use common::within;
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+const MAX_LINE_BYTES: usize = 16;
+
+/// What the server must send back for `input`, sent whole and followed by
+/// the end of input. The connection is closed after it in every case.
+fn model(input: &[u8], delimiter: &[u8]) -> Vec<u8> {
+    let too_long = [
+        format!("error: line exceeds {MAX_LINE_BYTES} bytes").as_bytes(),
+        delimiter,
+    ]
+    .concat();
+    let mut replies = Vec::new();
+    let mut rest = input;
+    loop {
+        let Some(at) = rest
+            .windows(delimiter.len())
+            .position(|window| window == delimiter)
+        else {
+            // No more whole lines: a fragment that can no longer be short
+            // enough is refused; a shorter one is dropped at the end of input.
+            if rest.len() > MAX_LINE_BYTES + delimiter.len() - 1 {
+                replies.extend_from_slice(&too_long);
+            }
+            return replies;
+        };
+        let line = &rest[..at];
+        if line.len() > MAX_LINE_BYTES {
+            replies.extend_from_slice(&too_long);
+            return replies;
+        }
+        if line == b"." {
+            return replies;
+        }
+        replies.extend_from_slice(b"You sent: ");
+        replies.extend_from_slice(line);
+        replies.extend_from_slice(delimiter);
+        rest = &rest[at + delimiter.len()..];
+    }
+}
+
+/// One runtime for all cases, with a server per delimiter running on it.
+struct Servers {
+    runtime: Runtime,
+    crlf: SocketAddr,
+    lf: SocketAddr,
+    three_bytes: SocketAddr,
+}
+
+fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let start = |delimiter: &[u8]| {
+            let config = Config {
+                format: Arc::new(LineFormat::new(
+                    Delimiter::new(delimiter).unwrap(),
+                    MAX_LINE_BYTES,
+                )),
+                max_connections: 100,
+                idle_timeout: None,
+                log_connections: false,
+            };
+            runtime.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let address = listener.local_addr().unwrap();
+                tokio::spawn(server::run(listener, config, std::future::pending()));
+                address
+            })
+        };
+        Servers {
+            crlf: start(b"\r\n"),
+            lf: start(b"\n"),
+            three_bytes: start(b"<=>"),
+            runtime,
+        }
+    })
+}
+
+/// Sends `input` cut into `chunks`, one write each, then ends the input;
+/// returns everything received until the server closed.
+fn send_in_chunks(address: SocketAddr, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+    bounds.extend([0, input.len()]);
+    bounds.sort_unstable();
+    let chunks: Vec<Vec<u8>> = bounds
+        .windows(2)
+        .map(|w| input[w[0]..w[1]].to_vec())
+        .collect();
+    servers().runtime.block_on(async move {
+        let stream = within("connecting", TcpStream::connect(address))
+            .await
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let sender = tokio::spawn(async move {
+            for chunk in chunks {
+                writer.write_all(&chunk).await?;
+            }
+            writer.shutdown().await
+        });
+        let mut received = Vec::new();
+        within("the server to close", reader.read_to_end(&mut received))
+            .await
+            .expect("a clean close, not a reset");
+        within("the sender", sender)
+            .await
+            .unwrap()
+            .expect("everything sent is read, even after the close");
+        received
+    })
+}
+
+/// Streams built from protocol pieces: lines of bytes that are often the
+/// delimiter's own, `.` lines, overlong lines, and stray bytes.
+fn stream_for(delimiter: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        3 => proptest::sample::select(delimiter.to_vec()),
+        2 => Just(b'.'),
+        1 => any::<u8>(),
+    ];
+    let piece = prop_oneof![
+        4 => proptest::collection::vec(byte.clone(), 0..12)
+            .prop_map(move |line| [&line[..], delimiter].concat()),
+        1 => Just([&b"."[..], delimiter].concat()),
+        1 => (MAX_LINE_BYTES - 1..MAX_LINE_BYTES + 3)
+            .prop_map(move |len| [&vec![b'x'; len][..], delimiter].concat()),
+        1 => proptest::collection::vec(byte, 0..30),
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+fn check(
+    address: SocketAddr,
+    delimiter: &[u8],
+    input: &[u8],
+    cuts: &[usize],
+) -> Result<(), TestCaseError> {
+    let received = send_in_chunks(address, input, cuts);
+    let expected = model(input, delimiter);
+    prop_assert_eq!(
+        String::from_utf8_lossy(&received),
+        String::from_utf8_lossy(&expected),
+        "input {:?} cut at {:?}",
+        String::from_utf8_lossy(input),
+        cuts
+    );
+    prop_assert_eq!(received, expected);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn crlf_server_matches_the_model(
+        input in stream_for(b"\r\n"),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        check(servers().crlf, b"\r\n", &input, &cuts)?;
+    }
+
+    #[test]
+    fn lf_server_matches_the_model(
+        input in stream_for(b"\n"),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        check(servers().lf, b"\n", &input, &cuts)?;
+    }
+
+    #[test]
+    fn three_byte_delimiter_server_matches_the_model(
+        input in stream_for(b"<=>"),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        check(servers().three_bytes, b"<=>", &input, &cuts)?;
+    }
+}
