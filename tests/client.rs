@@ -158,6 +158,60 @@ async fn a_reply_over_the_limit_is_an_error() {
 }
 
 #[tokio::test]
+async fn a_server_that_resets_is_an_error() {
+    let (listener, address) = stand_in().await;
+    let mut child = client(address, &[]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    let mut stream = accept(&listener).await;
+    let mut line = vec![0; b"hello\r\n".len()];
+    within("the client's line", stream.read_exact(&mut line))
+        .await
+        .unwrap();
+    assert_eq!(line, b"hello\r\n");
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    let output = within("the client to fail", child.wait_with_output())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        format!(
+            "chat-client: error: reading from {address}: Connection reset by peer (os error 104)"
+        )
+    );
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_and_goes_away_is_an_error_not_a_hang() {
+    let (listener, address) = stand_in().await;
+    let mut child = client(address, &[]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stream = accept(&listener).await;
+    stdin.write_all(b"anyone there?\n").await.unwrap();
+    // Wait until the line has arrived, leave it unread, then vanish as a
+    // killed process would: closing with unread input resets the connection.
+    within("the line to arrive", stream.peek(&mut [0; 1]))
+        .await
+        .unwrap();
+    drop(stream);
+    drop(listener);
+    let output = within("the client to end", child.wait_with_output())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("chat-client: error: reading from {address}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("reset"), "{stderr}");
+    drop(stdin);
+}
+
+#[tokio::test]
 async fn a_closed_stdout_ends_it_quietly() {
     let server = Server::start(&["--quiet"]).await;
     let mut child = client(server.address, &[]).spawn().unwrap();
