@@ -4,8 +4,9 @@
 
 pub mod connection;
 
+use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub async fn serve(host: &str, port: u16, reuse_port: bool, config: Config) -> a
     let shutdown = shutdown_signal()?;
     let listener = bind(host, port, reuse_port).await?;
     let address = listener.local_addr().context("reading the bound address")?;
-    eprintln!("listening on {address}");
+    log(format_args!("listening on {address}"));
     run(listener, config, shutdown).await
 }
 
@@ -72,7 +73,7 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         };
-        eprintln!("{name} received, shutting down");
+        log(format_args!("{name} received, shutting down"));
     })
 }
 
@@ -144,7 +145,7 @@ pub async fn run(
                     };
                 }
                 Err(error) => {
-                    eprintln!("accepting a connection failed: {error}; retrying in {backoff:?}");
+                    log(format_args!("accepting a connection failed: {error}; retrying in {backoff:?}"));
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -169,10 +170,21 @@ pub async fn run(
         } else {
             "connections"
         };
-        eprintln!("closing {open} {noun} still open after {SHUTDOWN_GRACE:?}");
+        log(format_args!(
+            "closing {open} {noun} still open after {SHUTDOWN_GRACE:?}"
+        ));
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// Writes one line to stderr in a single write, so lines from different
+/// connections never interleave and a line costs one system call.
+pub(crate) fn log(line: fmt::Arguments<'_>) {
+    let mut text = line.to_string();
+    text.push('\n');
+    // Nowhere left to report a failure to log.
+    let _ = io::stderr().write_all(text.as_bytes());
 }
 
 /// A panic in a connection task is a bug; it ends that connection only, and

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::Config;
+use super::{Config, log};
 use crate::framing::{LineSplitter, LineTooLong};
 
 /// What every reply starts with.
@@ -41,9 +41,9 @@ pub(crate) async fn serve(
     config: Arc<Config>,
     stop: watch::Receiver<()>,
 ) {
-    let log = config.log_connections;
-    if log {
-        eprintln!("{peer} connected");
+    let logging = config.log_connections;
+    if logging {
+        log(format_args!("{peer} connected"));
     }
     let mut connection = Connection::new(stream, config, stop);
     let end = connection.answer_lines().await;
@@ -51,8 +51,8 @@ pub(crate) async fn serve(
     // Freed before the log line says the connection is closed, so whoever
     // waits for that line can count on the slot.
     drop(slot);
-    if log {
-        eprintln!("{peer} closed ({end}): {}", connection.stats);
+    if logging {
+        log(format_args!("{peer} closed ({end}): {}", connection.stats));
     }
 }
 
@@ -65,7 +65,9 @@ pub(crate) async fn refuse(
 ) {
     let max_connections = config.max_connections;
     if config.log_connections {
-        eprintln!("{peer} refused: server is full ({max_connections} connections)");
+        log(format_args!(
+            "{peer} refused: server is full ({max_connections} connections)"
+        ));
     }
     let mut connection = Connection::new(stream, config, stop);
     let message = format!("error: server is full ({max_connections} connections)");
