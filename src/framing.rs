@@ -119,6 +119,7 @@ impl std::error::Error for DelimiterError {}
 #[derive(Clone, Debug)]
 pub struct LineFormat {
     delimiter: Delimiter,
+    finder: memchr::memmem::Finder<'static>,
     /// The longest line accepted, delimiter not counted.
     max_line_bytes: usize,
 }
@@ -126,6 +127,7 @@ pub struct LineFormat {
 impl LineFormat {
     pub fn new(delimiter: Delimiter, max_line_bytes: usize) -> Self {
         Self {
+            finder: memchr::memmem::Finder::new(delimiter.as_bytes()).into_owned(),
             delimiter,
             max_line_bytes,
         }
@@ -140,22 +142,13 @@ impl LineFormat {
     }
 
     /// Where `delimiter` first starts in `haystack`, if it is there whole.
+    #[inline]
     fn find_delimiter(&self, haystack: &[u8]) -> Option<usize> {
-        let delimiter = self.delimiter.as_bytes();
-        let (&first, rest) = delimiter.split_first()?;
-        let mut from = 0;
-        while let Some(offset) = haystack[from..].iter().position(|&b| b == first) {
-            let start = from + offset;
-            let candidate = &haystack[start + 1..];
-            if candidate.len() < rest.len() {
-                return None;
-            }
-            if candidate.starts_with(rest) {
-                return Some(start);
-            }
-            from = start + 1;
+        match self.delimiter.as_bytes() {
+            // memchr directly: memmem would only get there by a detour.
+            &[byte] => memchr::memchr(byte, haystack),
+            _ => self.finder.find(haystack),
         }
-        None
     }
 }
 
@@ -179,20 +172,21 @@ impl std::error::Error for LineTooLong {}
 ///
 /// Bytes are appended through [`buffer_for_read`](Self::buffer_for_read);
 /// lines come out of [`next_line`](Self::next_line) as slices of the buffer,
-/// with no copy. A returned line is dropped from the buffer by the next call,
-/// by advancing the buffer's start, never by moving the bytes after it.
+/// with no copy. The lines returned are dropped from the buffer all at once
+/// before the next append, by advancing the buffer's start, never by moving
+/// the bytes after them.
 #[derive(Debug)]
 pub struct LineSplitter {
     /// Received bytes not yet returned as lines. Holds no allocation while
     /// empty after [`release_if_empty`](Self::release_if_empty), so an idle
     /// connection costs no buffer.
     buffer: BytesMut,
-    /// How many bytes at the start of `buffer` are known not to begin a
-    /// delimiter: the next search starts here instead of at 0.
-    searched: usize,
-    /// Length of the line (and its delimiter) returned by the last call to
-    /// `next_line`, still borrowed by the caller; dropped on the next call.
+    /// Bytes at the start of `buffer` already returned as lines, with their
+    /// delimiters; dropped before the next append.
     consumed: usize,
+    /// How many bytes after `consumed` are known not to begin a delimiter:
+    /// the next search starts there instead of at the line's start.
+    searched: usize,
     /// Set once a line was too long; the stream cannot be split any further.
     failed: bool,
     format: Arc<LineFormat>,
@@ -203,8 +197,8 @@ impl LineSplitter {
     pub fn new(format: Arc<LineFormat>) -> Self {
         Self {
             buffer: BytesMut::new(),
-            searched: 0,
             consumed: 0,
+            searched: 0,
             failed: false,
             format,
         }
@@ -228,6 +222,14 @@ impl LineSplitter {
         self.buffer_for_read(bytes.len()).extend_from_slice(bytes);
     }
 
+    /// Appends bytes received elsewhere. Takes them over without copying
+    /// when nothing is buffered, or when they were split off the same
+    /// buffer right after the bytes already here.
+    pub fn append(&mut self, bytes: BytesMut) {
+        self.drop_consumed();
+        self.buffer.unsplit(bytes);
+    }
+
     /// The next complete line, without its delimiter; `None` until more bytes
     /// arrive.
     ///
@@ -236,18 +238,19 @@ impl LineSplitter {
     /// `max_line_bytes + delimiter length - 1` bytes are buffered without one
     /// (the last few could still be the start of a delimiter). Memory stays
     /// bounded either way, and after the error nothing more is kept.
+    #[inline]
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
-        self.drop_consumed();
         if self.failed {
             return Err(self.fail());
         }
         let format = &*self.format;
         let delimiter_len = format.delimiter().len();
-        let found = format.find_delimiter(&self.buffer[self.searched..]);
-        let Some(offset) = found else {
+        let line_start = self.consumed;
+        let pending = &self.buffer[line_start..];
+        let Some(offset) = format.find_delimiter(&pending[self.searched..]) else {
             // A delimiter cut across two reads starts in the last
             // `delimiter_len - 1` bytes: search those again next time.
-            self.searched = (self.buffer.len() + 1).saturating_sub(delimiter_len);
+            self.searched = (pending.len() + 1).saturating_sub(delimiter_len);
             if self.searched > format.max_line_bytes {
                 return Err(self.fail());
             }
@@ -257,9 +260,9 @@ impl LineSplitter {
         if line_len > format.max_line_bytes {
             return Err(self.fail());
         }
-        self.consumed = line_len + delimiter_len;
+        self.consumed += line_len + delimiter_len;
         self.searched = 0;
-        Ok(Some(&self.buffer[..line_len]))
+        Ok(Some(&self.buffer[line_start..line_start + line_len]))
     }
 
     /// The bytes received after the last line returned: a line still being
@@ -287,6 +290,7 @@ impl LineSplitter {
     fn fail(&mut self) -> LineTooLong {
         self.failed = true;
         self.buffer = BytesMut::new();
+        self.consumed = 0;
         self.searched = 0;
         LineTooLong {
             max_line_bytes: self.format.max_line_bytes,
@@ -311,8 +315,13 @@ mod tests {
         chunks: &[&[u8]],
     ) -> (Vec<Vec<u8>>, Vec<u8>, Option<LineTooLong>) {
         let mut lines = Vec::new();
-        for chunk in chunks {
-            splitter.extend_from_slice(chunk);
+        for (i, chunk) in chunks.iter().enumerate() {
+            // Both ways in: copied from a slice, and handed over as a buffer.
+            if i % 2 == 0 {
+                splitter.extend_from_slice(chunk);
+            } else {
+                splitter.append(BytesMut::from(*chunk));
+            }
             loop {
                 match splitter.next_line() {
                     Ok(Some(line)) => lines.push(line.to_vec()),
@@ -414,6 +423,28 @@ mod tests {
         assert_eq!(s.searched, 1000);
         s.extend_from_slice(b"\n");
         assert_eq!(s.next_line().map(|l| l.map(<[u8]>::len)), Ok(Some(1000)));
+    }
+
+    #[test]
+    fn append_takes_over_buffers_without_copying() {
+        let mut s = splitter(b"\r\n", 100);
+        let mut received = BytesMut::from(&b"one\r\ntw"[..]);
+        let first = received.split_to(5);
+        let at = first.as_ptr();
+        s.append(first);
+        assert_eq!(s.next_line(), Ok(Some(&b"one"[..])));
+        assert_eq!(
+            s.buffer.as_ptr(),
+            at,
+            "an empty splitter takes the buffer over"
+        );
+        // The rest was split off the same buffer right after: no copy either.
+        let rest_at = received.as_ptr();
+        s.append(received);
+        assert_eq!(s.buffered(), b"tw");
+        assert_eq!(s.buffered().as_ptr(), rest_at);
+        s.append(BytesMut::from(&b"o\r\n"[..]));
+        assert_eq!(s.next_line(), Ok(Some(&b"two"[..])));
     }
 
     #[test]
