@@ -3,15 +3,19 @@
 //! server shutdown, after sending every reply it owes.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::{Instant, Sleep};
 
 use super::{Config, log};
 use crate::framing::{LineSplitter, LineTooLong};
@@ -20,12 +24,17 @@ use crate::framing::{LineSplitter, LineTooLong};
 const REPLY_PREFIX: &[u8] = b"You sent: ";
 /// The line that asks the server to close the connection.
 const QUIT_LINE: &[u8] = b".";
-/// Room made in the input buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Room for the first read after a wait: small, since a connection that had
+/// to wait is usually one line at a time (a person, a ping-pong client), and
+/// its buffer is allocated anew after every wait.
+const FIRST_READ: usize = 1024;
+/// Room for each read while input keeps coming (the last read filled its
+/// buffer): large, so a pipelining client costs few system calls per line.
+const READ_CHUNK: usize = 64 * 1024;
 /// Once unsent replies reach this, they are written before any more lines
 /// are answered, and nothing more is read until they are: a client that
 /// sends without reading is slowed down, not buffered for.
-const REPLY_HIGH_WATER: usize = 64 * 1024;
+const REPLY_HIGH_WATER: usize = 128 * 1024;
 /// After its last reply the server shuts its sending side and discards what
 /// the client still sends, for at most this long, before closing. Closing at
 /// once with unread input would make the kernel send a reset, which can
@@ -134,12 +143,42 @@ struct Connection {
     stream: TcpStream,
     /// Received bytes, cut into lines.
     lines: LineSplitter,
-    /// Replies not yet written; empty and unallocated while idle.
+    /// Replies not yet written; unallocated while waiting for input.
     replies: BytesMut,
     config: Arc<Config>,
     /// Changes (or closes) when the server shuts down.
     stop: watch::Receiver<()>,
+    /// Only with an idle timeout.
+    idle_timer: Option<IdleTimer>,
+    /// The last read filled its buffer, so more input is probably waiting
+    /// and the next read is large.
+    streaming: bool,
     stats: Stats,
+}
+
+/// The idle timeout's timer, allocated once per connection and re-armed
+/// for each wait: a timer inline in every wait would make each connection's
+/// task, and so its idle memory, larger.
+struct IdleTimer {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    /// Completes with the timeout once it has elapsed from now.
+    async fn expiry(&mut self) -> Duration {
+        self.sleep.as_mut().reset(Instant::now() + self.timeout);
+        (&mut self.sleep).await;
+        self.timeout
+    }
+}
+
+/// Completes when `timer` expires; never without one.
+async fn idle_expiry(timer: &mut Option<IdleTimer>) -> Duration {
+    match timer {
+        Some(timer) => timer.expiry().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Connection {
@@ -150,8 +189,13 @@ impl Connection {
             stream,
             lines: LineSplitter::new(Arc::clone(&config.format)),
             replies: BytesMut::new(),
+            idle_timer: config.idle_timeout.map(|timeout| IdleTimer {
+                timeout,
+                sleep: Box::pin(tokio::time::sleep(timeout)),
+            }),
             config,
             stop,
+            streaming: false,
             stats: Stats {
                 opened: Instant::now(),
                 lines: 0,
@@ -222,11 +266,12 @@ impl Connection {
     async fn send_replies(&mut self) -> Result<(), End> {
         while !self.replies.is_empty() {
             let write = self.stream.write_buf(&mut self.replies);
-            let written = match self.config.idle_timeout {
+            let written = match &mut self.idle_timer {
                 None => write.await,
-                Some(timeout) => tokio::time::timeout(timeout, write)
-                    .await
-                    .map_err(|_| End::NotReading(timeout))?,
+                Some(timer) => tokio::select! {
+                    written = write => written,
+                    timeout = timer.expiry() => return Err(End::NotReading(timeout)),
+                },
             };
             match written {
                 Ok(0) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
@@ -238,37 +283,44 @@ impl Connection {
     }
 
     /// Waits for more bytes from the client and appends them to `lines`.
-    /// Holds no buffer while it waits: one is reserved only once the socket
-    /// is readable.
+    /// Holds no buffer while it waits: buffers are freed when there is
+    /// nothing to read, and reserved again once there is.
     async fn receive(&mut self) -> Result<(), End> {
-        self.lines.release_if_empty();
-        if self.replies.is_empty() {
-            self.replies = BytesMut::new();
-        }
+        debug_assert!(self.replies.is_empty(), "replies are sent before reading");
         let Self {
             stream,
             lines,
+            replies,
             stop,
-            config,
+            idle_timer,
+            streaming,
             ..
         } = self;
-        let read = async {
-            stream.readable().await?;
-            stream.read_buf(lines.buffer_for_read(READ_CHUNK)).await
-        };
-        let idle = async {
-            match config.idle_timeout {
-                Some(timeout) => {
-                    tokio::time::sleep(timeout).await;
-                    timeout
+        // Polled by hand rather than as `readable()` then `read_buf()`: that
+        // pair would keep a readiness waiter inside every waiting
+        // connection's task. The read future holds no state between polls.
+        let read = std::future::poll_fn(|context| {
+            if stream.poll_read_ready(context)?.is_ready() {
+                let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
+                let buffer = lines.buffer_for_read(spare);
+                let room = buffer.capacity() - buffer.len();
+                let read = std::pin::pin!(stream.read_buf(buffer));
+                if let Poll::Ready(count) = read.poll(context)? {
+                    *streaming = count == room;
+                    return Poll::Ready(Ok(count));
                 }
-                None => std::future::pending().await,
             }
-        };
+            // Nothing to read: the wait may be long, so free the buffers.
+            // `replies` is empty here: all replies were sent before reading.
+            lines.release_if_empty();
+            *replies = BytesMut::new();
+            *streaming = false;
+            Poll::Pending
+        });
         let received = tokio::select! {
             biased;
             _ = stop.changed() => return Err(End::ShuttingDown),
-            timeout = idle => return Err(End::Idle(timeout)),
+            timeout = idle_expiry(idle_timer) => return Err(End::Idle(timeout)),
             received = read => received,
         };
         match received {

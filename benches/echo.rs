@@ -1,0 +1,358 @@
+//! The server end to end on loopback, against a baseline server that echoes
+//! raw bytes with no framing (`tokio::io::copy` of each socket onto itself),
+//! driven by the same client code with the same bytes:
+//! - pipelined 32-byte lines on 1 and 64 connections: lines per second;
+//! - ping-pong, one line in flight, on 1 and 100 connections: round trips;
+//! - 5,000 idle connections: resident memory per connection.
+//!
+//! The servers run on a multi-thread runtime in this process; the client
+//! runs on a single thread beside them. Ping-pong is measured that way and
+//! again with each server in a child process confined to one core with one
+//! worker and the client confined to another: on a 2-core machine the first
+//! setup puts three busy threads on two cores, and its tail is mostly the
+//! kernel's scheduler tick. Memory is measured with each server in a child
+//! process, so that only the server is counted.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::Kind;
+
+/// 30 bytes and CRLF: a 32-byte line.
+const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
+const LINES_PER_WRITE: usize = 2048;
+const RUNS: usize = 5;
+/// Tail latency on a shared machine is noisy: more runs for its median.
+const LATENCY_RUNS: usize = 7;
+const IDLE_CONNECTIONS: usize = 5_000;
+/// The argument that makes this program a server in a child process.
+const SERVE: &str = "--serve";
+
+fn reply_len(kind: Kind) -> usize {
+    match kind {
+        Kind::Chat => b"You sent: ".len() + LINE.len(),
+        Kind::RawEcho => LINE.len(),
+    }
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Sends `lines` lines as fast as the connection takes them while reading
+/// the replies, until all have come back.
+async fn pipeline(address: SocketAddr, lines: usize, reply_len: usize) {
+    let (mut reader, mut writer) = connect(address).await.into_split();
+    let batch = LINE.repeat(LINES_PER_WRITE);
+    let send = async move {
+        for _ in 0..lines / LINES_PER_WRITE {
+            writer.write_all(&batch).await.unwrap();
+        }
+        writer
+    };
+    let receive = async move {
+        let expected = lines / LINES_PER_WRITE * LINES_PER_WRITE * reply_len;
+        let mut buffer = vec![0; 64 * 1024];
+        let mut received = 0;
+        while received < expected {
+            let count = reader.read(&mut buffer).await.unwrap();
+            assert!(count > 0, "the server closed early");
+            received += count;
+        }
+        assert_eq!(received, expected);
+    };
+    let (_writer, ()) = tokio::join!(send, receive);
+}
+
+/// Lines per second over `connections` connections pipelining together.
+fn pipelined_rate(address: SocketAddr, kind: Kind, connections: usize, lines_each: usize) -> f64 {
+    client_runtime().block_on(async {
+        let started = Instant::now();
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            clients.spawn(pipeline(address, lines_each, reply_len(kind)));
+        }
+        while let Some(done) = clients.join_next().await {
+            done.unwrap();
+        }
+        (connections * lines_each) as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// Round trips of one line at a time on each of `connections` connections.
+fn ping_pong(
+    address: SocketAddr,
+    kind: Kind,
+    connections: usize,
+    trips_each: usize,
+) -> Vec<Duration> {
+    client_runtime().block_on(async {
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            clients.spawn(async move {
+                let mut stream = connect(address).await;
+                let mut reply = vec![0; reply_len(kind)];
+                let mut trips = Vec::with_capacity(trips_each);
+                for _ in 0..trips_each {
+                    let started = Instant::now();
+                    stream.write_all(LINE).await.unwrap();
+                    stream.read_exact(&mut reply).await.unwrap();
+                    trips.push(started.elapsed());
+                }
+                trips
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(trips) = clients.join_next().await {
+            all.extend(trips.unwrap());
+        }
+        all.sort_unstable();
+        all
+    })
+}
+
+/// Runs a server of `kind` in a child process, as this program with
+/// `--serve KIND`, so its memory is its own.
+struct ChildServer {
+    process: std::process::Child,
+    address: SocketAddr,
+}
+
+impl ChildServer {
+    fn start(kind: Kind) -> ChildServer {
+        Self::spawn(Command::new(std::env::current_exe().unwrap()).args([SERVE, kind.name()]))
+    }
+
+    /// A server with one worker thread, confined to `core`.
+    fn start_pinned(kind: Kind, core: usize) -> ChildServer {
+        let program = std::env::current_exe().unwrap();
+        Self::spawn(
+            Command::new("taskset")
+                .args(["-c", &core.to_string()])
+                .arg(program)
+                .args([SERVE, kind.name()])
+                .env("TOKIO_WORKER_THREADS", "1"),
+        )
+    }
+
+    fn spawn(command: &mut Command) -> ChildServer {
+        let mut process = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(process.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line.trim().parse().unwrap();
+        ChildServer { process, address }
+    }
+
+    fn resident_kib(&self) -> u64 {
+        support::resident_kib(self.process.id())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // Closing its stdin tells the child to exit.
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
+    }
+}
+
+/// The child's side: serves until stdin closes.
+fn serve_until_stdin_closes(kind: Kind) {
+    let runtime = support::server_runtime();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        });
+        support::serve(listener, kind, async {
+            let _ = stdin_closed.await;
+        })
+        .await;
+    });
+}
+
+/// Resident memory per idle connection: each of `IDLE_CONNECTIONS` sends a
+/// line, gets its reply, and then stays open doing nothing.
+fn idle_memory_per_connection(kind: Kind) -> f64 {
+    let server = ChildServer::start(kind);
+    let address = server.address;
+    client_runtime().block_on(async {
+        // One exchange first, so the runtime's own start-up is not counted.
+        let mut warm = connect(address).await;
+        warm.write_all(LINE).await.unwrap();
+        warm.read_exact(&mut vec![0; reply_len(kind)])
+            .await
+            .unwrap();
+        let before = server.resident_kib();
+        let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+        for _ in 0..IDLE_CONNECTIONS {
+            let mut stream = connect(address).await;
+            stream.write_all(LINE).await.unwrap();
+            stream
+                .read_exact(&mut vec![0; reply_len(kind)])
+                .await
+                .unwrap();
+            idle.push(stream);
+        }
+        let after = server.resident_kib();
+        (after.saturating_sub(before) * 1024) as f64 / IDLE_CONNECTIONS as f64
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == SERVE) {
+        return serve_until_stdin_closes(Kind::parse(&args[at + 1]).unwrap());
+    }
+
+    // `cargo bench --bench echo -- WORD...` runs only the parts named
+    // (pipelined, ping-pong, idle).
+    let wanted = |part: &str| {
+        let words: Vec<&String> = args
+            .iter()
+            .skip(1)
+            .filter(|arg| !arg.starts_with('-'))
+            .collect();
+        words
+            .iter()
+            .all(|word| !["pipelined", "ping-pong", "idle"].contains(&word.as_str()))
+            || words.iter().any(|word| *word == part)
+    };
+    let runtime = support::server_runtime();
+    let servers = [Kind::Chat, Kind::RawEcho].map(|kind| (kind, support::start(&runtime, kind)));
+    println!("echo: chat-server against a raw byte echo, loopback, median of {RUNS} runs");
+
+    for (connections, lines_each) in [(1, 2_000_000), (64, 32 * 1024)] {
+        if !wanted("pipelined") {
+            break;
+        }
+        let mut rates = [Vec::new(), Vec::new()];
+        for _ in 0..RUNS {
+            for (i, &(kind, address)) in servers.iter().enumerate() {
+                rates[i].push(pipelined_rate(address, kind, connections, lines_each));
+            }
+        }
+        let [chat, raw] = rates.map(|mut rate| support::median(&mut rate));
+        let ratio = chat / raw;
+        println!(
+            "pipelined 32-byte lines, {connections:>2} connection(s): chat-server {} lines/s, \
+             raw echo {} lines/s: {ratio:.2}x (target >= 0.8x) {}",
+            support::per_second(chat),
+            support::per_second(raw),
+            verdict(ratio >= 0.8),
+        );
+    }
+
+    if wanted("ping-pong") {
+        // In this process, as for throughput: three busy threads share the
+        // cores, and the tail is mostly the kernel's scheduler tick.
+        let in_process = |kind: Kind| servers.iter().find(|(k, _)| *k == kind).unwrap().1;
+        ping_pong_table("in-process, unpinned", in_process);
+        // Server and client on a core each: the tail is the server's own.
+        if pinning_possible() {
+            pin_this_thread(0);
+            let children =
+                [Kind::Chat, Kind::RawEcho].map(|kind| ChildServer::start_pinned(kind, 1));
+            ping_pong_table("server pinned to core 1, client to core 0", |kind| {
+                children[if kind == Kind::Chat { 0 } else { 1 }].address
+            });
+            drop(children);
+            unpin_this_thread();
+        } else {
+            println!("ping-pong pinned: skipped (needs 2 cores and taskset)");
+        }
+    }
+
+    if !wanted("idle") {
+        return;
+    }
+    let chat = idle_memory_per_connection(Kind::Chat);
+    let raw = idle_memory_per_connection(Kind::RawEcho);
+    println!(
+        "{IDLE_CONNECTIONS} idle connections: chat-server {:.2} KiB each, raw echo {:.2} KiB each \
+         (target <= 1.5 KiB) {}",
+        chat / 1024.0,
+        raw / 1024.0,
+        verdict(chat <= 1.5 * 1024.0),
+    );
+}
+
+/// Measures ping-pong on 1 and 100 connections against both servers, runs
+/// interleaved, and prints p50 and p99 with the p99 ratio.
+fn ping_pong_table(setup: &str, server: impl Fn(Kind) -> SocketAddr) {
+    for (connections, trips_each) in [(1, 5_000), (100, 500)] {
+        let mut p50s = [Vec::new(), Vec::new()];
+        let mut p99s = [Vec::new(), Vec::new()];
+        for _ in 0..LATENCY_RUNS {
+            for (i, kind) in [Kind::Chat, Kind::RawEcho].into_iter().enumerate() {
+                let trips = ping_pong(server(kind), kind, connections, trips_each);
+                p50s[i].push(support::percentile(&trips, 50.0).as_secs_f64());
+                p99s[i].push(support::percentile(&trips, 99.0).as_secs_f64());
+            }
+        }
+        let micros = |samples: &mut Vec<f64>| support::median(samples) * 1e6;
+        let (chat_p50, raw_p50) = (micros(&mut p50s[0]), micros(&mut p50s[1]));
+        let (chat_p99, raw_p99) = (micros(&mut p99s[0]), micros(&mut p99s[1]));
+        let ratio = chat_p99 / raw_p99;
+        println!(
+            "ping-pong, {connections:>3} connection(s), {setup}: chat-server p50 {chat_p50:.0} µs \
+             p99 {chat_p99:.0} µs, raw echo p50 {raw_p50:.0} µs p99 {raw_p99:.0} µs: p99 {ratio:.2}x \
+             (target <= 1.2x) {}",
+            verdict(ratio <= 1.2),
+        );
+    }
+}
+
+fn pinning_possible() -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskset = Command::new("taskset").arg("--version").output();
+    cores >= 2 && taskset.is_ok_and(|output| output.status.success())
+}
+
+/// Confines the calling thread (the client's runtime) to `core`.
+fn pin_this_thread(core: usize) {
+    set_this_thread_cores(&core.to_string());
+}
+
+fn unpin_this_thread() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    set_this_thread_cores(&format!("0-{}", cores - 1));
+}
+
+fn set_this_thread_cores(list: &str) {
+    // The main thread's id is the process id.
+    let status = Command::new("taskset")
+        .args(["-p", "-c", list, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "taskset failed");
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "ok" } else { "MISSED" }
+}
