@@ -1,30 +1,33 @@
 //! The client: sends stdin lines to the server and prints its replies, both
 //! at once, until the server closes the connection; that close is the signal
 //! to exit, whatever stdin is doing.
+//!
+//! Three parts run together: a thread reads stdin and cuts it into lines
+//! ([`stdin`]), a thread cuts the replies into lines and prints them
+//! ([`stdout`]), and the task here moves bytes between them and the socket.
 
 mod stdin;
+mod stdout;
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use bytes::{Buf, Bytes};
+use anyhow::Context;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::ReadHalf;
 use tokio::sync::mpsc;
 
 use crate::cli::host_port;
-use crate::framing::{LineFormat, LineSplitter};
+use crate::framing::LineFormat;
 
 /// Longest reply line the client buffers before giving up.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// Room made for each read from the socket.
+/// The most bytes read from the socket before they are handed to the
+/// printer; all that is available, up to this, goes in one chunk.
 const READ_CHUNK: usize = 64 * 1024;
-/// Printed replies are written to stdout when no more are immediately
-/// available, or sooner once this many bytes are waiting.
-const STDOUT_BATCH: usize = 64 * 1024;
 
 /// Where to connect, and how lines are cut: the delimiter both ways, the
 /// line limit for replies and for stdin lines alike.
@@ -53,43 +56,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         eprintln!("connected to {server} — type lines, \".\" to quit");
     }
     let lines = stdin::spawn_reader(input, Arc::clone(&config.format))?;
-    exchange(stream, lines, &mut io::stdout(), config.format, &server).await
+    let printer = stdout::Printer::spawn(io::stdout(), config.format, server.clone())?;
+    exchange(stream, lines, printer, &server).await
 }
 
-/// How an exchange can end without an error.
-#[derive(Debug, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    /// The server closed the connection, or nobody reads stdout any more.
-    Done,
-}
-
-/// Sends the batches of lines from `lines` and prints replies to `output`,
-/// both at once, until the server closes the connection. When `lines` ends,
-/// shuts the sending side so the server knows, and goes on printing.
+/// Sends the batches of lines from `lines` and hands the replies to
+/// `printer`, both at once, until the server closes the connection. When
+/// `lines` ends, shuts the sending side so the server knows, and goes on.
+/// Every way out waits until the replies received are printed.
 async fn exchange(
+    stream: TcpStream,
+    lines: mpsc::Receiver<anyhow::Result<Bytes>>,
+    printer: stdout::Printer,
+    server: &str,
+) -> anyhow::Result<()> {
+    let moved = move_bytes(stream, lines, &printer.replies, server).await;
+    let printed = printer.finish();
+    moved.and(printed)
+}
+
+/// Moves bytes: stdin batches to the socket, and the socket's bytes to the
+/// printer. Ends when the server closes the connection, or the printer
+/// stops (stdout closed, or a reply too long: `finish` says which).
+async fn move_bytes(
     mut stream: TcpStream,
     mut lines: mpsc::Receiver<anyhow::Result<Bytes>>,
-    output: &mut impl Write,
-    format: Arc<LineFormat>,
+    printer: &mpsc::Sender<BytesMut>,
     server: &str,
 ) -> anyhow::Result<()> {
     let (from_server, mut to_server) = stream.split();
-    let mut replies = Replies {
-        lines: LineSplitter::new(format),
-        printed: Vec::new(),
-        server,
-    };
+    // Received and not yet handed to the printer.
+    let mut received = BytesMut::new();
+    let mut server_closed = false;
     let mut unsent = Bytes::new();
     let mut stdin_open = true;
-    loop {
+    while !(server_closed && received.is_empty()) {
         tokio::select! {
-            readable = from_server.readable() => {
+            // Only once the last bytes are handed over: the printer sets the pace.
+            readable = from_server.readable(), if received.is_empty() && !server_closed => {
                 readable.with_context(|| format!("reading from {server}"))?;
-                if replies.print_available(&from_server, output)? == Flow::Done {
-                    return Ok(());
-                }
+                server_closed = read_available(&from_server, &mut received)
+                    .with_context(|| format!("reading from {server}"))?;
             }
+            permit = printer.reserve(), if !received.is_empty() => match permit {
+                Ok(permit) => permit.send(received.split()),
+                Err(_) => return Ok(()),
+            },
+            () = printer.closed() => return Ok(()),
             writable = to_server.writable(), if !unsent.is_empty() => {
                 writable.with_context(|| format!("sending to {server}"))?;
                 match to_server.try_write(&unsent) {
@@ -110,82 +123,20 @@ async fn exchange(
             },
         }
     }
+    Ok(())
 }
 
-/// The replies received and not yet printed.
-struct Replies<'a> {
-    lines: LineSplitter,
-    /// Reply lines, each ending in `\n`, waiting to be written to stdout.
-    printed: Vec<u8>,
-    server: &'a str,
-}
-
-impl Replies<'_> {
-    /// Reads and prints every reply available without waiting, then flushes.
-    fn print_available(
-        &mut self,
-        from_server: &ReadHalf<'_>,
-        output: &mut impl Write,
-    ) -> anyhow::Result<Flow> {
-        loop {
-            match from_server.try_read_buf(self.lines.buffer_for_read(READ_CHUNK)) {
-                Ok(0) => {
-                    // A last line the server did not end is still its data.
-                    let rest = self.lines.buffered();
-                    if !rest.is_empty() {
-                        self.printed.extend_from_slice(rest);
-                        self.printed.push(b'\n');
-                    }
-                    self.flush(output)?;
-                    return Ok(Flow::Done);
-                }
-                Ok(_) => {
-                    if let Err(error) = self.collect_lines() {
-                        self.flush(output)?;
-                        return Err(error);
-                    }
-                    if self.printed.len() >= STDOUT_BATCH && self.flush(output)? == Flow::Done {
-                        return Ok(Flow::Done);
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    return self.flush(output);
-                }
-                Err(error) => {
-                    self.flush(output)?;
-                    return Err(error).context(format!("reading from {}", self.server));
-                }
-            }
+/// Reads what the server has sent, without waiting, up to [`READ_CHUNK`]
+/// bytes. Returns whether the server has closed the connection.
+fn read_available(from_server: &ReadHalf<'_>, received: &mut BytesMut) -> io::Result<bool> {
+    while received.len() < READ_CHUNK {
+        received.reserve(READ_CHUNK - received.len());
+        match from_server.try_read_buf(received) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => return Err(error),
         }
     }
-
-    /// Moves every complete reply line to `printed`, ending each with `\n`.
-    fn collect_lines(&mut self) -> anyhow::Result<()> {
-        loop {
-            match self.lines.next_line() {
-                Ok(Some(line)) => {
-                    self.printed.extend_from_slice(line);
-                    self.printed.push(b'\n');
-                }
-                Ok(None) => return Ok(()),
-                Err(too_long) => bail!("reply from {}: {too_long}", self.server),
-            }
-        }
-    }
-
-    /// Writes out what is waiting. A closed stdout ends the client quietly.
-    fn flush(&mut self, output: &mut impl Write) -> anyhow::Result<Flow> {
-        if self.printed.is_empty() {
-            return Ok(Flow::Continue);
-        }
-        let written = output
-            .write_all(&self.printed)
-            .and_then(|()| output.flush());
-        self.printed.clear();
-        match written {
-            Ok(()) => Ok(Flow::Continue),
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(Flow::Done),
-            Err(error) => Err(error).context("writing to stdout"),
-        }
-    }
+    Ok(false)
 }

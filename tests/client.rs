@@ -77,6 +77,73 @@ async fn lines_after_the_dot_do_not_turn_the_close_into_an_error() {
 }
 
 #[tokio::test]
+async fn each_reply_is_printed_as_it_arrives() {
+    let server = Server::start(&["--quiet"]).await;
+    let mut child = client(server.address, &[]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // One line at a time, stdin left open: each reply must come out on its
+    // own, not when more output piles up or the input ends.
+    for line in ["first", "second", "third"] {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut printed = String::new();
+        within("the reply to be printed", stdout.read_line(&mut printed))
+            .await
+            .unwrap();
+        assert_eq!(printed, format!("You sent: {line}\n"));
+    }
+    drop(stdin);
+    assert!(
+        within("the client to exit", child.wait())
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn a_pipe_is_not_written_line_by_line() {
+    const LINES: usize = 10_000;
+    let server = Server::start(&["--quiet"]).await;
+    let mut child = client(server.address, &[]).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let input: String = (0..LINES).map(|i| format!("{i}\n")).collect();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    let mut printed = String::new();
+    for i in 0..LINES {
+        printed.clear();
+        within("a reply", stdout.read_line(&mut printed))
+            .await
+            .unwrap();
+        assert_eq!(printed, format!("You sent: {i}\n"));
+    }
+    // Read while the client is still running (stdin is still open): its
+    // writes to stdout are counted in `syscw`, its sends on the socket not.
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    let writes: usize = io
+        .lines()
+        .find_map(|line| line.strip_prefix("syscw: "))
+        .and_then(|count| count.parse().ok())
+        .unwrap();
+    assert!(
+        writes < LINES / 100,
+        "{writes} write calls for {LINES} replies"
+    );
+    drop(stdin);
+    assert!(
+        within("the client to exit", child.wait())
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test]
 async fn no_server_is_an_error_naming_the_address() {
     let (listener, address) = stand_in().await;
     drop(listener); // Nothing listens there now.
