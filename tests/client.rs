@@ -122,16 +122,12 @@ async fn a_pipe_is_not_written_line_by_line() {
             .unwrap();
         assert_eq!(printed, format!("You sent: {i}\n"));
     }
-    // Read while the client is still running (stdin is still open): its
-    // writes to stdout are counted in `syscw`, its sends on the socket not.
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    let writes: usize = io
-        .lines()
-        .find_map(|line| line.strip_prefix("syscw: "))
-        .and_then(|count| count.parse().ok())
-        .unwrap();
+    // Read while the client is still running (stdin is still open). Its
+    // writes to stdout are counted; it sends on the socket with `sendto`,
+    // which is not.
+    let writes = write_syscalls(pid);
     assert!(
-        writes < LINES / 100,
+        writes < (LINES / 100) as u64,
         "{writes} write calls for {LINES} replies"
     );
     drop(stdin);
@@ -334,20 +330,11 @@ async fn prints_a_hint_on_a_terminal_only() {
 
 #[tokio::test]
 async fn bad_arguments_exit_2() {
-    for args in [
-        &["--delimiter", ""][..],
+    let cases: &[&[&str]] = &[
+        &["--delimiter", ""],
         &["--max-line-bytes", "x"],
         &["--port", "-1"],
         &["extra"],
-    ] {
-        let output = within(
-            "chat-client to refuse its arguments",
-            Command::new(CLIENT).args(args).output(),
-        )
-        .await
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-    }
+    ];
+    assert_refuses_arguments(CLIENT, cases).await;
 }

@@ -266,26 +266,16 @@ async fn reuse_port_lets_two_servers_share_a_port() {
 
 #[tokio::test]
 async fn bad_arguments_exit_2_with_clap_usage() {
-    for args in [
-        &["--delimiter", ""][..],
+    let cases: &[&[&str]] = &[
+        &["--delimiter", ""],
         &["--delimiter", r"\q"],
         &["--max-line-bytes", "0"],
         &["--max-connections", "-1"],
         &["--idle-timeout", "soon"],
         &["--port", "70000"],
         &["--no-such-flag"],
-    ] {
-        let output = within(
-            "chat-server to refuse its arguments",
-            Command::new(SERVER).args(args).output(),
-        )
-        .await
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
-        assert!(stderr.contains("try '--help'"), "{args:?}: {stderr}");
-    }
+    ];
+    assert_refuses_arguments(SERVER, cases).await;
 }
 
 #[tokio::test]
@@ -333,15 +323,6 @@ async fn replies_to_one_read_go_out_in_one_write() {
     let writes = write_syscalls(server.pid()) - writes_before;
     // One write for the batch; a few more are the runtime waking its threads.
     assert!(writes < 10, "{writes} write calls for 100 pipelined lines");
-}
-
-/// Write system calls made by a process so far (`syscw` in `/proc/PID/io`).
-fn write_syscalls(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    io.lines()
-        .find_map(|line| line.strip_prefix("syscw: "))
-        .and_then(|count| count.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]

@@ -288,3 +288,31 @@ pub fn replies_to(lines: &[String]) -> Vec<u8> {
         .flat_map(|line| reply(line).into_bytes())
         .collect()
 }
+
+/// Checks that `program` refuses each set of arguments the way clap does:
+/// exit status 2, and an `error:` message pointing to `--help`.
+pub async fn assert_refuses_arguments(program: &str, cases: &[&[&str]]) {
+    for args in cases {
+        let output = within(
+            "the program to refuse its arguments",
+            Command::new(program).args(*args).output(),
+        )
+        .await
+        .expect("the program runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains("try '--help'"), "{args:?}: {stderr}");
+    }
+}
+
+/// Write system calls made by a running process so far (`syscw` in
+/// `/proc/PID/io`): `write` and `writev` on any file, sockets included;
+/// `send` and `sendto` are not counted.
+pub fn write_syscalls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io is readable");
+    io.lines()
+        .find_map(|line| line.strip_prefix("syscw: "))
+        .and_then(|count| count.parse().ok())
+        .expect("/proc/PID/io has syscw")
+}
