@@ -204,10 +204,6 @@ impl LineSplitter {
         }
     }
 
-    pub fn format(&self) -> &LineFormat {
-        &self.format
-    }
-
     /// The buffer to append received bytes to, with room for at least
     /// `spare` more. Append only: the bytes already there must not change,
     /// since the splitter remembers how far it has searched them.
