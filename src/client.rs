@@ -26,8 +26,9 @@ use crate::framing::LineFormat;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// The most bytes read from the socket before they are handed to the
-/// printer; all that is available, up to this, goes in one chunk.
-const READ_CHUNK: usize = 64 * 1024;
+/// printer; all that is available, up to this, goes in one chunk. Large,
+/// so a stream of replies costs few reads and few hand-overs.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Where to connect, and how lines are cut: the delimiter both ways, the
 /// line limit for replies and for stdin lines alike.
