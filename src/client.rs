@@ -3,8 +3,9 @@
 //! to exit, whatever stdin is doing.
 //!
 //! Three parts run together: a thread reads stdin and cuts it into lines
-//! ([`stdin`]), a thread cuts the replies into lines and prints them
-//! ([`stdout`]), and the task here moves bytes between them and the socket.
+//! (`client/stdin.rs`), a thread cuts the replies into lines and prints them
+//! (`client/stdout.rs`), and the task here moves bytes between them and the
+//! socket.
 
 mod stdin;
 mod stdout;

@@ -111,7 +111,7 @@ fn bind_one(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 
 /// Serves connections from `listener` until `shutdown` completes, then stops
 /// accepting, lets every connection send what it owes and close, and returns
-/// once all have, or after [`SHUTDOWN_GRACE`] by dropping the rest.
+/// once all have, or after a grace period (3 s) by dropping the rest.
 pub async fn run(
     listener: TcpListener,
     config: Config,
