@@ -10,7 +10,7 @@ use chat::framing::{Delimiter, LineFormat};
 use chat::server;
 use clap::Parser;
 
-/// A line-based TCP echo server: answers every line with "You sent: <line>"
+/// A line-based TCP echo server: answers every line with "You sent: LINE"
 /// and closes the connection on a "." line.
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version)]
