@@ -79,64 +79,80 @@ async fn lines_after_the_dot_do_not_turn_the_close_into_an_error() {
 #[tokio::test]
 async fn each_reply_is_printed_as_it_arrives() {
     let server = Server::start(&["--quiet"]).await;
-    let mut child = client(server.address, &[]).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut client = LiveClient::start(server.address, &[]);
     // One line at a time, stdin left open: each reply must come out on its
     // own, not when more output piles up or the input ends.
     for line in ["first", "second", "third"] {
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut printed = String::new();
-        within("the reply to be printed", stdout.read_line(&mut printed))
-            .await
-            .unwrap();
-        assert_eq!(printed, format!("You sent: {line}\n"));
+        client.send(format!("{line}\n").as_bytes()).await;
+        assert_eq!(client.printed_line().await, format!("You sent: {line}\n"));
     }
-    drop(stdin);
-    assert!(
-        within("the client to exit", child.wait())
-            .await
-            .unwrap()
-            .success()
-    );
+    client.finish().await;
 }
 
 #[tokio::test]
 async fn a_pipe_is_not_written_line_by_line() {
     const LINES: usize = 10_000;
     let server = Server::start(&["--quiet"]).await;
-    let mut child = client(server.address, &[]).spawn().unwrap();
-    let pid = child.id().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut client = LiveClient::start(server.address, &[]);
     let input: String = (0..LINES).map(|i| format!("{i}\n")).collect();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    let mut printed = String::new();
+    client.send(input.as_bytes()).await;
     for i in 0..LINES {
-        printed.clear();
-        within("a reply", stdout.read_line(&mut printed))
-            .await
-            .unwrap();
-        assert_eq!(printed, format!("You sent: {i}\n"));
+        assert_eq!(client.printed_line().await, format!("You sent: {i}\n"));
     }
     // Read while the client is still running (stdin is still open). Its
     // writes to stdout are counted; it sends on the socket with `sendto`,
     // which is not.
-    let writes = write_syscalls(pid);
+    let writes = write_syscalls(client.child.id().unwrap());
     assert!(
         writes < (LINES / 100) as u64,
         "{writes} write calls for {LINES} replies"
     );
-    drop(stdin);
-    assert!(
-        within("the client to exit", child.wait())
-            .await
-            .unwrap()
-            .success()
+    client.finish().await;
+}
+
+#[tokio::test]
+async fn a_stdin_line_over_the_limit_is_an_error() {
+    let server = Server::start(&["--quiet"]).await;
+    let input = [&b"short\n"[..], &[b'x'; 2000], b"\n"].concat();
+    let output = run_client(server.address, &["--max-line-bytes", "1000"], &input).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "chat-client: error: stdin: line exceeds 1000 bytes"
     );
+}
+
+#[tokio::test]
+async fn help_and_version() {
+    let shared = ["--host", "--port", "--delimiter", "--max-line-bytes"];
+    let server_only = [
+        "--max-connections",
+        "--idle-timeout",
+        "--reuse-port",
+        "--quiet",
+    ];
+    for (program, name, own) in [
+        (CLIENT, "chat-client", &[][..]),
+        (SERVER, "chat-server", &server_only[..]),
+    ] {
+        let help = within("--help", Command::new(program).arg("--help").output())
+            .await
+            .unwrap();
+        assert!(help.status.success());
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains(&format!("Usage: {name} [OPTIONS]")), "{help}");
+        for flag in shared.iter().chain(own) {
+            assert!(help.contains(flag), "{name} --help lacks {flag}");
+        }
+        let version = within("--version", Command::new(program).arg("--version").output())
+            .await
+            .unwrap();
+        assert!(version.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&version.stdout).trim_end(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
 }
 
 #[tokio::test]

@@ -316,3 +316,54 @@ pub fn write_syscalls(pid: u32) -> u64 {
         .and_then(|count| count.parse().ok())
         .expect("/proc/PID/io has syscw")
 }
+
+/// A running `chat-client` whose stdin stays open until [`finish`]: for
+/// tests that talk to it a line at a time.
+///
+/// [`finish`]: LiveClient::finish
+pub struct LiveClient {
+    pub child: Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+impl LiveClient {
+    pub fn start(address: SocketAddr, args: &[&str]) -> LiveClient {
+        let mut child = client(address, args).spawn().expect("chat-client starts");
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        LiveClient {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub async fn send(&mut self, input: &[u8]) {
+        self.stdin
+            .write_all(input)
+            .await
+            .expect("writing to the client's stdin");
+    }
+
+    /// The next line the client prints, `\n` included.
+    pub async fn printed_line(&mut self) -> String {
+        let mut line = String::new();
+        within("a printed line", self.stdout.read_line(&mut line))
+            .await
+            .expect("reading the client's stdout");
+        line
+    }
+
+    /// Closes stdin and checks that the client then exits with success.
+    pub async fn finish(self) {
+        let LiveClient {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let status = within("the client to exit", child.wait())
+            .await
+            .expect("waiting for the client");
+        assert!(status.success(), "{status}");
+    }
+}
