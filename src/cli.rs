@@ -9,6 +9,15 @@ use std::time::Duration;
 pub const DEFAULT_HOST: &str = "localhost";
 pub const DEFAULT_PORT: u16 = 8007;
 
+/// The largest value each flag takes: beyond them a value is a typo, or
+/// would overflow a timer or a count, so it is refused at start.
+pub const LARGEST_MAX_LINE_BYTES: usize = 1 << 30;
+pub const LARGEST_MAX_CONNECTIONS: usize = 1_000_000;
+pub const LONGEST_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const LONGEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
+pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
+
 /// Help for `--delimiter`, the same in both programs.
 pub const DELIMITER_HELP: &str = "Line delimiter: crlf, lf, or a literal string with the \
     escapes \\r \\n \\t \\0 \\\\ \\xNN. Both ends must agree";
@@ -22,21 +31,80 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// Parses a count that must be at least 1, such as `--max-line-bytes`.
-pub fn positive_count(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(count) => Ok(count),
+/// Parses a host name or address; an IPv6 address may be written in
+/// brackets (`[::1]`), as in a URL.
+pub fn host(text: &str) -> Result<String, String> {
+    let host = text
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(text);
+    if host.is_empty() {
+        return Err("a host name or address is needed".to_string());
+    }
+    Ok(host.to_string())
+}
+
+/// A parser for a count from 1 to `max`, such as `--max-line-bytes`.
+pub fn count_up_to(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| match text.parse::<usize>() {
+        Ok(count) if (1..=max).contains(&count) => Ok(count),
+        Ok(_) => Err(format!("must be from 1 to {max}")),
         Err(error) => Err(error.to_string()),
     }
 }
 
-/// Parses a number of seconds, fractions allowed (`0.5`); `0` means none.
-pub fn seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a number of seconds"))
+/// The shortest duration a flag accepts other than `0`: anything shorter
+/// would round to nothing, and silently mean "none".
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+
+/// A duration given in seconds on the command line; `0` means none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    /// The duration, or `None` for `0`.
+    pub fn as_limit(self) -> Option<Duration> {
+        Some(self.0).filter(|duration| !duration.is_zero())
+    }
+}
+
+/// As it is written on the command line, for `--help`'s defaults.
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+/// A parser for a number of seconds, fractions allowed (`0.5`): `0` (which
+/// means none, or off), or from [`MIN_DURATION`] to `max`.
+pub fn seconds_up_to(max: Duration) -> impl Fn(&str) -> Result<Seconds, String> + Clone {
+    move |text| {
+        let range = || {
+            format!(
+                "must be 0 or from {} to {} seconds",
+                MIN_DURATION.as_secs_f64(),
+                max.as_secs_f64()
+            )
+        };
+        let seconds: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        if seconds == 0.0 {
+            return Ok(Seconds(Duration::ZERO));
+        }
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(duration) if (MIN_DURATION..=max).contains(&duration) => Ok(Seconds(duration)),
+            _ => Err(range()),
+        }
+    }
+}
+
+/// A parser for a whole number of seconds: `0` (off), or from 1 to `max`.
+pub fn whole_seconds_up_to(max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone {
+    move |text| match text.parse::<u32>() {
+        Ok(seconds) if seconds <= max => Ok(seconds),
+        _ => Err(format!("must be a whole number of seconds from 0 to {max}")),
+    }
 }
 
 /// Turns a program's result into its exit status: success, or one line on
@@ -47,6 +115,61 @@ pub fn exit_status(program: &str, result: anyhow::Result<()>) -> ExitCode {
         Err(error) => {
             eprintln!("{program}: error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn durations_refuse_what_would_overflow_or_round_to_nothing() {
+        let idle = seconds_up_to(LONGEST_IDLE_TIMEOUT);
+        assert_eq!(idle("0").map(Seconds::as_limit), Ok(None));
+        assert_eq!(idle("0.5"), Ok(Seconds(Duration::from_millis(500))));
+        assert_eq!(idle("0.001"), Ok(Seconds(MIN_DURATION)));
+        for refused in ["1e19", "1e-10", "0.0009", "-1", "NaN", "inf", "", "x"] {
+            assert!(idle(refused).is_err(), "{refused:?} accepted");
+        }
+        let keepalive = whole_seconds_up_to(LONGEST_KEEPALIVE_SECS);
+        assert_eq!(keepalive("60"), Ok(60));
+        for refused in ["32768", "0.5", "-1", "99999999999"] {
+            assert!(keepalive(refused).is_err(), "{refused:?} accepted");
+        }
+    }
+
+    #[test]
+    fn counts_and_hosts() {
+        let count = count_up_to(LARGEST_MAX_CONNECTIONS);
+        assert_eq!(count("1"), Ok(1));
+        for refused in ["0", "1000001", "2305843009213693952", "-1", "1.5"] {
+            assert!(count(refused).is_err(), "{refused:?} accepted");
+        }
+        assert_eq!(host("[::1]").as_deref(), Ok("::1"));
+        assert_eq!(host_port(&host("[::1]").unwrap(), 8007), "[::1]:8007");
+        assert!(host("[]").is_err());
+    }
+
+    proptest! {
+        /// Whatever number is given, a duration either is refused or can be
+        /// added to any instant of the program's life without overflow.
+        #[test]
+        fn every_accepted_duration_is_usable(seconds in proptest::num::f64::ANY) {
+            let parse = seconds_up_to(LONGEST_CONNECT_TIMEOUT.max(LONGEST_IDLE_TIMEOUT));
+            if let Ok(Seconds(duration)) = parse(&seconds.to_string()) {
+                let far = std::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+                prop_assert!(far.checked_add(duration).is_some());
+                prop_assert!(duration.is_zero() || duration >= MIN_DURATION);
+            }
+        }
+
+        #[test]
+        fn every_accepted_count_fits_a_semaphore(count in any::<u64>()) {
+            if let Ok(count) = count_up_to(LARGEST_MAX_CONNECTIONS)(&count.to_string()) {
+                prop_assert!((1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&count));
+            }
         }
     }
 }

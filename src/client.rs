@@ -7,13 +7,18 @@
 //! (`client/stdout.rs`), and the task here moves bytes between them and the
 //! socket.
 
+mod blocking_io;
 mod stdin;
 mod stdout;
 
+use std::fs::File;
 use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -25,6 +30,9 @@ use crate::framing::LineFormat;
 
 /// Longest reply line the client buffers before giving up.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// How long a connection attempt may take: a server behind a firewall that
+/// drops it is an error after this, not after the kernel's two minutes.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most bytes read from the socket before they are handed to the
 /// printer; all that is available, up to this, goes in one chunk. Large,
@@ -38,13 +46,15 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub format: Arc<LineFormat>,
+    /// `None` leaves the limit to the kernel.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// Runs the client as the `chat-client` command does, on the process's
 /// stdin and stdout.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let address = host_port(&config.host, config.port);
-    let stream = TcpStream::connect((config.host.as_str(), config.port))
+    let stream = connect(&config)
         .await
         .with_context(|| format!("connecting to {address}"))?;
     // Lines are batched by hand, so Nagle's delay would only add latency.
@@ -53,13 +63,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("configuring the connection to {address}"))?;
     let server = stream.peer_addr().map_or(address, |peer| peer.to_string());
 
-    let input = io::stdin();
-    if input.is_terminal() {
+    let on_terminal = io::stdin().is_terminal();
+    if on_terminal {
         eprintln!("connected to {server} — type lines, \".\" to quit");
     }
-    let lines = stdin::spawn_reader(input, Arc::clone(&config.format))?;
-    let printer = stdout::Printer::spawn(io::stdout(), config.format, server.clone())?;
-    exchange(stream, lines, printer, &server).await
+    // The descriptors themselves, unbuffered: the threads batch by hand.
+    let input = File::from(
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("opening stdin")?,
+    );
+    let output = File::from(
+        io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("opening stdout")?,
+    );
+    let quit_sent = Arc::new(AtomicBool::new(false));
+    let lines = stdin::spawn_reader(input, Arc::clone(&config.format), Arc::clone(&quit_sent))?;
+    let printer = stdout::Printer::spawn(output, config.format, server.clone())?;
+    exchange(stream, lines, printer, &server).await?;
+    if on_terminal && !quit_sent.load(Ordering::Relaxed) {
+        eprintln!("{server} closed the connection");
+    }
+    Ok(())
+}
+
+/// Connects to the first address of the host that answers, within the
+/// connect timeout for all of them.
+async fn connect(config: &Config) -> anyhow::Result<TcpStream> {
+    let connecting = TcpStream::connect((config.host.as_str(), config.port));
+    let Some(limit) = config.connect_timeout else {
+        return Ok(connecting.await?);
+    };
+    match tokio::time::timeout(limit, connecting).await {
+        Ok(connected) => Ok(connected?),
+        Err(_) => Err(anyhow!("no answer within {}s", limit.as_secs_f64())),
+    }
 }
 
 /// Sends the batches of lines from `lines` and hands the replies to
@@ -79,7 +120,10 @@ async fn exchange(
 
 /// Moves bytes: stdin batches to the socket, and the socket's bytes to the
 /// printer. Ends when the server closes the connection, or the printer
-/// stops (stdout closed, or a reply too long: `finish` says which).
+/// stops (stdout closed, or a reply too long: `finish` says which). A read
+/// error from the socket or from stdin is returned only once every byte
+/// received before it is handed to the printer; after a stdin error the
+/// sending side is shut and the replies still come.
 async fn move_bytes(
     mut stream: TcpStream,
     mut lines: mpsc::Receiver<anyhow::Result<Bytes>>,
@@ -89,16 +133,19 @@ async fn move_bytes(
     let (from_server, mut to_server) = stream.split();
     // Received and not yet handed to the printer.
     let mut received = BytesMut::new();
-    let mut server_closed = false;
+    // Set once the server has closed the connection, or it failed.
+    let mut server_done: Option<io::Result<()>> = None;
     let mut unsent = Bytes::new();
     let mut stdin_open = true;
-    while !(server_closed && received.is_empty()) {
+    let mut stdin_error = None;
+    while !(server_done.is_some() && received.is_empty()) {
         tokio::select! {
             // Only once the last bytes are handed over: the printer sets the pace.
-            readable = from_server.readable(), if received.is_empty() && !server_closed => {
-                readable.with_context(|| format!("reading from {server}"))?;
-                server_closed = read_available(&from_server, &mut received)
-                    .with_context(|| format!("reading from {server}"))?;
+            readable = from_server.readable(), if received.is_empty() && server_done.is_none() => {
+                server_done = match readable {
+                    Ok(()) => read_available(&from_server, &mut received),
+                    Err(error) => Some(Err(error)),
+                };
             }
             permit = printer.reserve(), if !received.is_empty() => match permit {
                 Ok(permit) => permit.send(received.split()),
@@ -114,9 +161,10 @@ async fn move_bytes(
                 }
             }
             batch = lines.recv(), if stdin_open && unsent.is_empty() => match batch {
-                Some(batch) => unsent = batch?,
-                None => {
+                Some(Ok(batch)) => unsent = batch,
+                end => {
                     stdin_open = false;
+                    stdin_error = end.and_then(Result::err);
                     to_server
                         .shutdown()
                         .await
@@ -125,20 +173,24 @@ async fn move_bytes(
             },
         }
     }
-    Ok(())
+    if let Some(Err(error)) = server_done {
+        return Err(error).context(format!("reading from {server}"));
+    }
+    stdin_error.map_or(Ok(()), Err)
 }
 
 /// Reads what the server has sent, without waiting, up to [`READ_CHUNK`]
-/// bytes. Returns whether the server has closed the connection.
-fn read_available(from_server: &ReadHalf<'_>, received: &mut BytesMut) -> io::Result<bool> {
+/// bytes. Returns how the connection ended, if it has: closed by the
+/// server, or failed. What was read before is in `received` either way.
+fn read_available(from_server: &ReadHalf<'_>, received: &mut BytesMut) -> Option<io::Result<()>> {
     while received.len() < READ_CHUNK {
         received.reserve(READ_CHUNK - received.len());
         match from_server.try_read_buf(received) {
-            Ok(0) => return Ok(true),
+            Ok(0) => return Some(Ok(())),
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-            Err(error) => return Err(error),
+            Err(error) => return Some(Err(error)),
         }
     }
-    Ok(false)
+    None
 }

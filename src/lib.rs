@@ -7,6 +7,8 @@
 //!   gracefully; [`server::connection`] answers the lines of one connection.
 //! - [`client`]: sends stdin lines and prints the replies until the server
 //!   closes the connection.
+//! - [`protocol`]: every text the server puts on the wire.
+//! - [`log`]: the server's log, which never blocks it.
 //! - [`cli`]: what both command lines share.
 //!
 //! The binaries in `src/bin/` only parse arguments and call in here.
@@ -14,4 +16,6 @@
 pub mod cli;
 pub mod client;
 pub mod framing;
+pub mod log;
+pub mod protocol;
 pub mod server;

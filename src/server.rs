@@ -1,36 +1,39 @@
 //! The echo server: binds, accepts connections up to the limit, survives
-//! accept errors, and shuts down gracefully. What happens on one connection
-//! is in [`connection`].
+//! accept errors, and shuts down gracefully. Opening the listening sockets
+//! is in [`bind`]; what happens on one connection is in [`connection`].
 
+pub mod bind;
 pub mod connection;
 
-use std::fmt;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
+use tracing::{error, info, warn};
 
-use crate::cli::host_port;
 use crate::framing::LineFormat;
+pub use bind::{ListenOptions, bind_all};
 
 /// The asyncio `StreamReader` default, so the reference's clients fit.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// TCP keepalive idle time: a peer that vanished without a FIN or a reset
+/// is closed within about twice this.
+pub const DEFAULT_KEEPALIVE_SECS: u32 = 60;
+
 /// How long connections get, after a shutdown signal, to send the replies
-/// they owe and close; then they are dropped. The whole shutdown must take
-/// under 5 seconds.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Pending connections the kernel queues before `accept` (capped by
-/// `net.core.somaxconn`).
-const LISTEN_BACKLOG: u32 = 1024;
+/// they owe and close; then they are dropped. The whole shutdown, with the
+/// log's last lines, must take under 5 seconds.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Accept errors (out of file descriptors, say) are retried after a pause
 /// that doubles from the first to the last value, so a persistent error
 /// costs a log line a second rather than a busy core.
@@ -51,69 +54,48 @@ pub struct Config {
     pub log_connections: bool,
 }
 
-/// Runs the server as the `chat-server` command does: binds, says
-/// `listening on ADDR` on stderr, and serves until SIGINT or SIGTERM.
-pub async fn serve(host: &str, port: u16, reuse_port: bool, config: Config) -> anyhow::Result<()> {
+/// Runs the server as the `chat-server` command does: binds every address
+/// of `hosts`, says `listening on ADDR` for each, and serves until SIGINT,
+/// SIGTERM or SIGHUP.
+pub async fn serve(
+    hosts: &[String],
+    port: u16,
+    options: ListenOptions,
+    config: Config,
+) -> anyhow::Result<()> {
     // Before the listening line, so a signal sent as soon as it is seen is
     // handled rather than killing the process.
     let shutdown = shutdown_signal()?;
-    let listener = bind(host, port, reuse_port).await?;
-    let address = listener.local_addr().context("reading the bound address")?;
-    log(format_args!("listening on {address}"));
-    run(listener, config, shutdown).await
+    let listeners = bind_all(hosts, port, options).await?;
+    for listener in &listeners {
+        let address = listener.local_addr().context("reading the bound address")?;
+        info!("listening on {address}");
+    }
+    run(listeners, config, shutdown).await
 }
 
-/// Completes on the first SIGINT or SIGTERM. The handlers are installed by
-/// this call, not when the future is first polled.
+/// Completes on the first SIGINT, SIGTERM or SIGHUP (the terminal was
+/// closed). The handlers are installed by this call, not when the future is
+/// first polled.
 pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
     Ok(async move {
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
         };
-        log(format_args!("{name} received, shutting down"));
+        info!("{name} received, shutting down");
     })
 }
 
-/// Listens on the first address `host` resolves to that can be bound.
-/// Without `reuse_port`, a port already in use is an error naming it.
-pub async fn bind(host: &str, port: u16, reuse_port: bool) -> anyhow::Result<TcpListener> {
-    let address = host_port(host, port);
-    let candidates = tokio::net::lookup_host((host, port))
-        .await
-        .with_context(|| format!("resolving {address}"))?;
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for candidate in candidates {
-        match bind_one(candidate, reuse_port) {
-            Ok(listener) => return Ok(listener),
-            Err(error) => last_error = error,
-        }
-    }
-    Err(last_error).with_context(|| format!("binding {address}"))
-}
-
-fn bind_one(address: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    // Lets a restarted server bind while old connections sit in TIME_WAIT;
-    // on Linux it does not let two servers share a port.
-    socket.set_reuseaddr(true)?;
-    if reuse_port {
-        socket.set_reuseport(true)?;
-    }
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Serves connections from `listener` until `shutdown` completes, then stops
-/// accepting, lets every connection send what it owes and close, and returns
-/// once all have, or after a grace period (3 s) by dropping the rest.
+/// Serves connections from `listeners` until `shutdown` completes, then
+/// stops accepting, lets every connection send what it owes and close, and
+/// returns once all have, or after [`SHUTDOWN_GRACE`] by dropping the rest.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -132,7 +114,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             Some(finished) = connections.join_next() => report_panic(finished),
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners) => match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
                     match Arc::clone(&slots).try_acquire_owned() {
@@ -145,7 +127,7 @@ pub async fn run(
                     };
                 }
                 Err(error) => {
-                    log(format_args!("accepting a connection failed: {error}; retrying in {backoff:?}"));
+                    error!("accepting a connection failed: {error}; retrying in {backoff:?}");
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -156,7 +138,7 @@ pub async fn run(
         }
     }
 
-    drop(listener);
+    drop(listeners);
     drop(stop_connections);
     let waiting = async {
         while let Some(finished) = connections.join_next().await {
@@ -170,21 +152,23 @@ pub async fn run(
         } else {
             "connections"
         };
-        log(format_args!(
-            "closing {open} {noun} still open after {SHUTDOWN_GRACE:?}"
-        ));
+        warn!("closing {open} {noun} still open after {SHUTDOWN_GRACE:?}");
         connections.shutdown().await;
     }
     Ok(())
 }
 
-/// Writes one line to stderr in a single write, so lines from different
-/// connections never interleave and a line costs one system call.
-pub(crate) fn log(line: fmt::Arguments<'_>) {
-    let mut text = line.to_string();
-    text.push('\n');
-    // Nowhere left to report a failure to log.
-    let _ = io::stderr().write_all(text.as_bytes());
+/// The next connection on any of `listeners`.
+async fn accept_any(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|context| {
+        for listener in listeners {
+            if let Poll::Ready(accepted) = listener.poll_accept(context) {
+                return Poll::Ready(accepted);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A panic in a connection task is a bug; it ends that connection only, and
@@ -193,6 +177,6 @@ fn report_panic(finished: Result<(), JoinError>) {
     if let Err(error) = finished
         && error.is_panic()
     {
-        eprintln!("a connection task panicked: {error}");
+        error!("a connection task panicked: {error}");
     }
 }

@@ -84,7 +84,7 @@ fn servers() -> &'static Servers {
             runtime.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let address = listener.local_addr().unwrap();
-                tokio::spawn(server::run(listener, config, std::future::pending()));
+                tokio::spawn(server::run(vec![listener], config, std::future::pending()));
                 address
             })
         };

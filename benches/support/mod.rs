@@ -74,7 +74,7 @@ pub fn start(runtime: &Runtime, kind: Kind) -> SocketAddr {
 /// Serves `listener` as `kind` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, kind: Kind, shutdown: impl Future<Output = ()>) {
     match kind {
-        Kind::Chat => server::run(listener, server_config(), shutdown)
+        Kind::Chat => server::run(vec![listener], server_config(), shutdown)
             .await
             .unwrap(),
         Kind::RawEcho => {

@@ -16,7 +16,7 @@ use clap::Parser;
 #[command(name = "chat-client", version)]
 struct Args {
     /// Host name or IP address of the server
-    #[arg(long, default_value = cli::DEFAULT_HOST)]
+    #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = cli::host)]
     host: String,
 
     /// TCP port of the server
@@ -29,8 +29,14 @@ struct Args {
     /// Longest reply line (and stdin line) accepted, delimiter not counted;
     /// a longer one ends the client with an error
     #[arg(long, value_name = "N", default_value_t = client::DEFAULT_MAX_LINE_BYTES,
-          value_parser = cli::positive_count)]
+          value_parser = cli::count_up_to(cli::LARGEST_MAX_LINE_BYTES))]
     max_line_bytes: usize,
+
+    /// Give up connecting after this many seconds (fractions allowed); 0
+    /// leaves it to the system (about two minutes)
+    #[arg(long, value_name = "SECS", default_value_t = cli::Seconds(client::DEFAULT_CONNECT_TIMEOUT),
+          value_parser = cli::seconds_up_to(cli::LONGEST_CONNECT_TIMEOUT))]
+    connect_timeout: cli::Seconds,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,7 @@ async fn connect(args: Args) -> anyhow::Result<()> {
         host: args.host,
         port: args.port,
         format: Arc::new(LineFormat::new(args.delimiter, args.max_line_bytes)),
+        connect_timeout: args.connect_timeout.as_limit(),
     };
     client::run(config).await
 }

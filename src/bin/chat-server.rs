@@ -15,9 +15,10 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version)]
 struct Args {
-    /// Host name or IP address to listen on
-    #[arg(long, default_value = cli::DEFAULT_HOST)]
-    host: String,
+    /// Host name or IP address to listen on: every address it resolves to.
+    /// Repeat to listen on several
+    #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = cli::host)]
+    host: Vec<String>,
 
     /// TCP port to listen on; 0 picks a free one (see the "listening on" line)
     #[arg(long, default_value_t = cli::DEFAULT_PORT)]
@@ -29,19 +30,26 @@ struct Args {
     /// Longest line accepted, delimiter not counted; a longer one gets
     /// "error: line exceeds N bytes" and the connection is closed
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_LINE_BYTES,
-          value_parser = cli::positive_count)]
+          value_parser = cli::count_up_to(cli::LARGEST_MAX_LINE_BYTES))]
     max_line_bytes: usize,
 
     /// Connections served at once; one more gets "error: server is full (N
     /// connections)" and is closed
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS,
-          value_parser = cli::positive_count)]
+          value_parser = cli::count_up_to(cli::LARGEST_MAX_CONNECTIONS))]
     max_connections: usize,
 
     /// Close a connection after this many seconds without input (fractions
-    /// allowed); 0 means never
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = cli::seconds)]
-    idle_timeout: Duration,
+    /// allowed), telling it "error: idle for SECS s"; 0 means never
+    #[arg(long, value_name = "SECS", default_value = "0",
+          value_parser = cli::seconds_up_to(cli::LONGEST_IDLE_TIMEOUT))]
+    idle_timeout: cli::Seconds,
+
+    /// TCP keepalive: probe a connection after this many seconds of silence,
+    /// so a peer that vanished is closed within about twice that; 0 is off
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_KEEPALIVE_SECS,
+          value_parser = cli::whole_seconds_up_to(cli::LONGEST_KEEPALIVE_SECS))]
+    keepalive: u32,
 
     /// Set SO_REUSEPORT, so several servers can share the port
     #[arg(long)]
@@ -59,11 +67,17 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve(args: Args) -> anyhow::Result<()> {
+    // Held to the end: dropping it writes the log's last lines.
+    let _log = chat::log::init()?;
     let config = server::Config {
         format: Arc::new(LineFormat::new(args.delimiter, args.max_line_bytes)),
         max_connections: args.max_connections,
-        idle_timeout: Some(args.idle_timeout).filter(|timeout| !timeout.is_zero()),
+        idle_timeout: args.idle_timeout.as_limit(),
         log_connections: !args.quiet,
     };
-    server::serve(&args.host, args.port, args.reuse_port, config).await
+    let options = server::ListenOptions {
+        reuse_port: args.reuse_port,
+        keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive.into())),
+    };
+    server::serve(&args.host, args.port, options, config).await
 }

@@ -2,15 +2,19 @@
 //! cancelled, so it must never be something the client waits for on its way
 //! out: the thread is left blocked, and the process exits past it.
 
-use std::io::{self, Read};
+use std::io::Read;
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use anyhow::{Context, anyhow};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::blocking_io;
 use crate::framing::{Delimiter, LineFormat, LineSplitter};
+use crate::protocol::QUIT_LINE;
 
 /// Bytes asked of stdin per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -22,16 +26,18 @@ const QUEUE_DEPTH: usize = 4;
 /// them in batches ready for the wire: each line, less its `\n` and a `\r`
 /// before it, followed by `format`'s delimiter. The channel closes at the
 /// end of input; a read error or a line over `format`'s limit is sent as
-/// the last item.
+/// the last item, after the lines before it. `quit_sent` is set when the
+/// last line read was `.`.
 pub(super) fn spawn_reader(
-    input: impl Read + Send + 'static,
+    input: impl Read + AsFd + Send + 'static,
     format: Arc<LineFormat>,
+    quit_sent: Arc<AtomicBool>,
 ) -> anyhow::Result<mpsc::Receiver<anyhow::Result<Bytes>>> {
     let (batches, receiver) = mpsc::channel(QUEUE_DEPTH);
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            if let Err(error) = read_lines(input, &format, &batches) {
+            if let Err(error) = read_lines(input, &format, &quit_sent, &batches) {
                 // Nobody may be listening any more; then there is no one to tell.
                 let _ = batches.blocking_send(Err(error));
             }
@@ -41,8 +47,9 @@ pub(super) fn spawn_reader(
 }
 
 fn read_lines(
-    mut input: impl Read,
+    mut input: impl Read + AsFd,
     format: &LineFormat,
+    quit_sent: &AtomicBool,
     batches: &mpsc::Sender<anyhow::Result<Bytes>>,
 ) -> anyhow::Result<()> {
     let stdin_format = LineFormat::new(Delimiter::lf(), format.max_line_bytes());
@@ -52,37 +59,40 @@ fn read_lines(
         let buffer = lines.buffer_for_read(READ_CHUNK);
         let filled = buffer.len();
         buffer.resize(filled + READ_CHUNK, 0);
-        let count = match input.read(&mut buffer[filled..]) {
-            Ok(count) => count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {
-                buffer.truncate(filled);
-                continue;
-            }
-            Err(error) => return Err(error).context("reading stdin"),
-        };
+        let read = blocking_io::read(&mut input, &mut buffer[filled..]);
+        let count = *read.as_ref().unwrap_or(&0);
         buffer.truncate(filled + count);
+        let count = read.context("reading stdin")?;
 
         let mut batch = BytesMut::with_capacity(count + count / 4 + delimiter.len());
-        loop {
+        let mut last_line = None;
+        let complete = loop {
             match lines.next_line() {
                 Ok(Some(line)) => {
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    last_line = Some(batch.len()..batch.len() + line.len());
                     batch.extend_from_slice(line);
                     batch.extend_from_slice(delimiter);
                 }
-                Ok(None) => break,
-                Err(too_long) => return Err(anyhow!("stdin: {too_long}")),
+                Ok(None) => break Ok(()),
+                Err(too_long) => break Err(anyhow!("stdin: {too_long}")),
             }
-        }
+        };
         let end_of_input = count == 0;
         if end_of_input && !lines.buffered().is_empty() {
             // A last line without `\n` is still a line.
+            last_line = Some(batch.len()..batch.len() + lines.buffered().len());
             batch.extend_from_slice(lines.buffered());
             batch.extend_from_slice(delimiter);
         }
+        if let Some(last_line) = last_line {
+            quit_sent.store(&batch[last_line] == QUIT_LINE, Ordering::Relaxed);
+        }
+        // The lines before one that is too long are still sent.
         if !batch.is_empty() && batches.blocking_send(Ok(batch.freeze())).is_err() {
             return Ok(()); // The client is exiting.
         }
+        complete?;
         if end_of_input {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 //! socket free to keep both directions going.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 
@@ -10,7 +11,9 @@ use anyhow::{Context, anyhow, bail};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
+use super::blocking_io;
 use crate::framing::{LineFormat, LineSplitter};
+use crate::protocol::ERROR_PREFIX;
 
 /// Chunks of reply bytes waiting for the thread. Bounds the memory used
 /// when stdout is slower than the server: the socket is then not read.
@@ -29,7 +32,7 @@ impl Printer {
     /// `format` and prints each line with `\n` to `output`, writing all the
     /// lines of a chunk at once, as soon as the chunk arrives.
     pub(super) fn spawn(
-        output: impl Write + Send + 'static,
+        output: impl Write + AsFd + Send + 'static,
         format: Arc<LineFormat>,
         server: String,
     ) -> anyhow::Result<Printer> {
@@ -43,7 +46,8 @@ impl Printer {
 
     /// Waits until everything handed over is printed (the end of the
     /// replies is the closing of `replies`). A closed stdout is not an
-    /// error: it ends the client quietly.
+    /// error: it ends the client quietly. When the server's last line was
+    /// an error line, that is the error.
     pub(super) fn finish(self) -> anyhow::Result<()> {
         drop(self.replies);
         self.thread
@@ -53,13 +57,15 @@ impl Printer {
 }
 
 fn print_replies(
-    mut output: impl Write,
+    mut output: impl Write + AsFd,
     format: Arc<LineFormat>,
     server: &str,
     mut received: mpsc::Receiver<BytesMut>,
 ) -> anyhow::Result<()> {
     let mut lines = LineSplitter::new(format);
     let mut printed = Vec::new();
+    // The server's last line, kept only if it is an error line.
+    let mut last_error_line = None;
     while let Some(chunk) = received.blocking_recv() {
         lines.append(chunk);
         let complete = loop {
@@ -72,6 +78,7 @@ fn print_replies(
                 Err(too_long) => break Err(too_long),
             }
         };
+        note_error_line(&printed, &mut last_error_line);
         // The lines before a line that is too long are still printed.
         if !write_out(&mut output, &mut printed)? {
             return Ok(());
@@ -85,18 +92,35 @@ fn print_replies(
     if !rest.is_empty() {
         printed.extend_from_slice(rest);
         printed.push(b'\n');
+        note_error_line(&printed, &mut last_error_line);
         write_out(&mut output, &mut printed)?;
     }
-    Ok(())
+    match last_error_line {
+        Some(line) => bail!(
+            "server closed the connection: {}",
+            String::from_utf8_lossy(&line)
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Keeps in `last_error_line` the last of the `printed` lines (each ended
+/// with `\n`) if it is an error line; forgets it if another line follows.
+fn note_error_line(printed: &[u8], last_error_line: &mut Option<Vec<u8>>) {
+    let Some(lines) = printed.strip_suffix(b"\n") else {
+        return;
+    };
+    let last = memchr::memrchr(b'\n', lines).map_or(lines, |end| &lines[end + 1..]);
+    *last_error_line = last.starts_with(ERROR_PREFIX).then(|| last.to_vec());
 }
 
 /// Writes and flushes `printed`, then empties it. Returns false if stdout
 /// is closed (`chat-client | head -1`).
-fn write_out(output: &mut impl Write, printed: &mut Vec<u8>) -> anyhow::Result<bool> {
+fn write_out(output: &mut (impl Write + AsFd), printed: &mut Vec<u8>) -> anyhow::Result<bool> {
     if printed.is_empty() {
         return Ok(true);
     }
-    let written = output.write_all(printed).and_then(|()| output.flush());
+    let written = blocking_io::write_all(output, printed).and_then(|()| output.flush());
     printed.clear();
     match written {
         Ok(()) => Ok(true),

@@ -14,16 +14,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::ReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, Sleep};
+use tracing::info;
 
-use super::{Config, log};
+use super::Config;
 use crate::framing::{LineSplitter, LineTooLong};
-
-/// What every reply starts with.
-const REPLY_PREFIX: &[u8] = b"You sent: ";
-/// The line that asks the server to close the connection.
-const QUIT_LINE: &[u8] = b".";
+use crate::protocol::{self, QUIT_LINE, REPLY_PREFIX};
 /// Room for the first read after a wait: small, since a connection that had
 /// to wait is usually one line at a time (a person, a ping-pong client), and
 /// its buffer is allocated anew after every wait.
@@ -35,11 +33,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// are answered, and nothing more is read until they are: a client that
 /// sends without reading is slowed down, not buffered for.
 const REPLY_HIGH_WATER: usize = 128 * 1024;
-/// After its last reply the server shuts its sending side and discards what
-/// the client still sends, for at most this long, before closing. Closing at
-/// once with unread input would make the kernel send a reset, which can
-/// reach the client before it has read those last replies.
-const LINGER: Duration = Duration::from_secs(1);
+/// A closing connection waits for the client to take its last replies and
+/// close its side; it gives up once the client has taken none of them for
+/// this long (it has stopped reading).
+pub const CLOSE_STALL: Duration = Duration::from_secs(5);
+/// How often a closing connection looks at how much of its output the
+/// client has yet to acknowledge.
+const CLOSE_PROGRESS_CHECK: Duration = Duration::from_millis(50);
+/// Room for the input read and thrown away while closing.
+const DISCARD_CHUNK: usize = 16 * 1024;
 
 /// Serves one connection from its first byte to its close, holding `slot`
 /// until the connection is closed.
@@ -52,7 +54,7 @@ pub(crate) async fn serve(
 ) {
     let logging = config.log_connections;
     if logging {
-        log(format_args!("{peer} connected"));
+        info!("{peer} connected");
     }
     let mut connection = Connection::new(stream, config, stop);
     let end = connection.answer_lines().await;
@@ -61,7 +63,7 @@ pub(crate) async fn serve(
     // waits for that line can count on the slot.
     drop(slot);
     if logging {
-        log(format_args!("{peer} closed ({end}): {}", connection.stats));
+        info!("{peer} closed ({end}): {}", connection.stats);
     }
 }
 
@@ -74,12 +76,10 @@ pub(crate) async fn refuse(
 ) {
     let max_connections = config.max_connections;
     if config.log_connections {
-        log(format_args!(
-            "{peer} refused: server is full ({max_connections} connections)"
-        ));
+        info!("{peer} refused: server full ({max_connections} connections open)");
     }
+    let message = protocol::server_full(max_connections);
     let mut connection = Connection::new(stream, config, stop);
-    let message = format!("error: server is full ({max_connections} connections)");
     connection.queue_reply(&[message.as_bytes()]);
     connection.close(&End::ServerFull).await;
 }
@@ -243,7 +243,7 @@ impl Connection {
                     self.stats.lines += 1;
                 }
                 Err(too_long) => {
-                    let message = format!("error: {too_long}");
+                    let message = protocol::line_too_long(too_long.max_line_bytes);
                     self.queue_reply(&[message.as_bytes()]);
                     return Err(End::LineTooLong(too_long));
                 }
@@ -320,7 +320,11 @@ impl Connection {
         let received = tokio::select! {
             biased;
             _ = stop.changed() => return Err(End::ShuttingDown),
-            timeout = idle_expiry(idle_timer) => return Err(End::Idle(timeout)),
+            timeout = idle_expiry(idle_timer) => {
+                let message = protocol::idle(timeout);
+                self.queue_reply(&[message.as_bytes()]);
+                return Err(End::Idle(timeout));
+            }
             received = read => received,
         };
         match received {
@@ -333,29 +337,91 @@ impl Connection {
         }
     }
 
-    /// Sends the replies owed, shuts the sending side, and lingers so the
-    /// client reads them all before the socket is closed.
+    /// Sends the replies owed, shuts the sending side, and waits for the
+    /// client to close its side too, reading and dropping its input
+    /// meanwhile: closing a socket with unread input makes the kernel send a
+    /// reset, which destroys the replies it has not delivered yet. Gives up
+    /// once the client has taken no reply for [`CLOSE_STALL`]. At shutdown
+    /// it does not wait for the client's close once the client has
+    /// acknowledged everything, and the server's grace period ends the wait
+    /// in any case.
     async fn close(&mut self, end: &End) {
         if matches!(end, End::Failed(_) | End::NotReading(_)) {
             return;
         }
-        if self.send_replies().await.is_err() || self.stream.shutdown().await.is_err() {
-            return;
-        }
-        if !matches!(end, End::ClientClosed) {
-            self.discard_until_end_of_input().await;
-        }
-    }
-
-    /// Reads and drops the client's input until it closes its side, for at
-    /// most [`LINGER`].
-    async fn discard_until_end_of_input(&mut self) {
-        let mut sink = vec![0; 4096];
-        let discard = async {
-            while let Ok(count @ 1..) = self.stream.read(&mut sink).await {
-                self.stats.bytes_in += count as u64;
+        let Self {
+            stream,
+            replies,
+            stats,
+            stop,
+            ..
+        } = self;
+        let (mut input, mut output) = stream.split();
+        let mut input_open = !matches!(end, End::ClientClosed);
+        let mut output_open = true;
+        let mut sink = Vec::new();
+        let mut check = tokio::time::interval(CLOSE_PROGRESS_CHECK);
+        let mut unacknowledged = usize::MAX;
+        let mut last_progress = Instant::now();
+        loop {
+            if output_open && replies.is_empty() {
+                if output.shutdown().await.is_err() {
+                    return;
+                }
+                output_open = false;
             }
-        };
-        let _ = tokio::time::timeout(LINGER, discard).await;
+            if !input_open && !output_open {
+                // Nothing unread: the kernel delivers the rest, then the FIN.
+                return;
+            }
+            tokio::select! {
+                written = output.write_buf(replies), if output_open => match written {
+                    Ok(count @ 1..) => {
+                        stats.bytes_out += count as u64;
+                        last_progress = Instant::now();
+                    }
+                    _ => return,
+                },
+                read = discard_input(&mut input, &mut sink), if input_open => match read {
+                    Ok(0) | Err(_) => input_open = false,
+                    Ok(count) => stats.bytes_in += count as u64,
+                },
+                _ = check.tick() => {
+                    let now = unacknowledged_bytes(input.as_ref()).unwrap_or(0);
+                    if now < unacknowledged {
+                        last_progress = Instant::now();
+                    }
+                    unacknowledged = now;
+                    let delivered = !output_open && unacknowledged == 0;
+                    let shutting_down = !matches!(stop.has_changed(), Ok(false));
+                    if last_progress.elapsed() >= CLOSE_STALL || (delivered && shutting_down) {
+                        return;
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Reads input to throw away, into `sink` (allocated on first use).
+async fn discard_input(stream: &mut ReadHalf<'_>, sink: &mut Vec<u8>) -> io::Result<usize> {
+    if sink.is_empty() {
+        sink.resize(DISCARD_CHUNK, 0);
+    }
+    stream.read(sink).await
+}
+
+/// Bytes sent on `stream` that the peer has not acknowledged yet, with
+/// those not sent yet (`SIOCOUTQ`): while it falls, the client is taking
+/// its replies.
+fn unacknowledged_bytes(stream: &TcpStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut count: libc::c_int = 0;
+    // SAFETY: the descriptor is open for as long as `stream` is borrowed,
+    // and SIOCOUTQ (TIOCOUTQ in libc's names) writes one int to `count`.
+    let status = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut count) };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(count).unwrap_or(0))
 }

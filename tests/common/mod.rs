@@ -38,8 +38,9 @@ pub async fn within_for<F: Future>(limit: Duration, what: &str, future: F) -> F:
 pub struct Server {
     pub child: Child,
     pub address: SocketAddr,
-    /// Its stderr lines after `listening on`, read as they come so the
-    /// server never blocks on a full pipe.
+    /// Its log's messages after `listening on` (each line less its
+    /// timestamp and level), read as they come so the server never blocks
+    /// on a full pipe.
     log: mpsc::UnboundedReceiver<String>,
 }
 
@@ -70,7 +71,7 @@ impl Server {
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if lines.send(line).is_err() {
+                if lines.send(log_message(&line).to_string()).is_err() {
                     break;
                 }
             }
@@ -141,6 +142,25 @@ impl Server {
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("/proc/PID/status has VmRSS")
+    }
+}
+
+/// The message of a log line `TIMESTAMP LEVEL MESSAGE`; a line not of that
+/// form (no timestamp, say) is returned whole, and matches no message.
+pub fn log_message(line: &str) -> &str {
+    let has_timestamp =
+        |stamp: &str| stamp.len() >= 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T';
+    let Some((stamp, rest)) = line.split_once(' ') else {
+        return line;
+    };
+    let Some((level, message)) = rest.trim_start().split_once(' ') else {
+        return line;
+    };
+    let known_level = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level);
+    if has_timestamp(stamp) && known_level {
+        message
+    } else {
+        line
     }
 }
 
