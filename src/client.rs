@@ -120,8 +120,8 @@ async fn exchange(
 
 /// Moves bytes: stdin batches to the socket, and the socket's bytes to the
 /// printer. Ends when the server closes the connection, or the printer
-/// stops (stdout closed, or a reply too long: `finish` says which). A read
-/// error from the socket or from stdin is returned only once every byte
+/// stops (stdout closed, or a reply too long: `finish` says which). An
+/// error, on the socket or on stdin, is returned only once every byte
 /// received before it is handed to the printer; after a stdin error the
 /// sending side is shut and the replies still come.
 async fn move_bytes(
@@ -133,50 +133,62 @@ async fn move_bytes(
     let (from_server, mut to_server) = stream.split();
     // Received and not yet handed to the printer.
     let mut received = BytesMut::new();
-    // Set once the server has closed the connection, or it failed.
-    let mut server_done: Option<io::Result<()>> = None;
+    let mut server_closed = false;
+    // A failure to read ends the connection. A failure to send only ends
+    // sending: reading goes on, and usually tells the cause (a reset).
+    let mut failed: Option<anyhow::Error> = None;
+    let mut send_failed: Option<anyhow::Error> = None;
     let mut unsent = Bytes::new();
     let mut stdin_open = true;
     let mut stdin_error = None;
-    while !(server_done.is_some() && received.is_empty()) {
+    loop {
+        let connected = !server_closed && failed.is_none();
+        if !connected && received.is_empty() {
+            break;
+        }
         tokio::select! {
             // Only once the last bytes are handed over: the printer sets the pace.
-            readable = from_server.readable(), if received.is_empty() && server_done.is_none() => {
-                server_done = match readable {
+            readable = from_server.readable(), if received.is_empty() && connected => {
+                let ended = match readable {
                     Ok(()) => read_available(&from_server, &mut received),
                     Err(error) => Some(Err(error)),
                 };
+                match ended {
+                    Some(Ok(())) => server_closed = true,
+                    Some(Err(error)) => failed = Some(anyhow!(error).context(format!("reading from {server}"))),
+                    None => {}
+                }
             }
             permit = printer.reserve(), if !received.is_empty() => match permit {
                 Ok(permit) => permit.send(received.split()),
                 Err(_) => return Ok(()),
             },
             () = printer.closed() => return Ok(()),
-            writable = to_server.writable(), if !unsent.is_empty() => {
-                writable.with_context(|| format!("sending to {server}"))?;
-                match to_server.try_write(&unsent) {
+            writable = to_server.writable(), if !unsent.is_empty() && connected && send_failed.is_none() => {
+                let written = writable.and_then(|()| to_server.try_write(&unsent));
+                match written {
                     Ok(count) => unsent.advance(count),
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Err(error).context(format!("sending to {server}")),
+                    Err(error) => send_failed = Some(anyhow!(error).context(format!("sending to {server}"))),
                 }
             }
-            batch = lines.recv(), if stdin_open && unsent.is_empty() => match batch {
+            batch = lines.recv(), if stdin_open && unsent.is_empty() && connected && send_failed.is_none() => match batch {
                 Some(Ok(batch)) => unsent = batch,
                 end => {
                     stdin_open = false;
                     stdin_error = end.and_then(Result::err);
-                    to_server
-                        .shutdown()
-                        .await
-                        .with_context(|| format!("closing the sending side to {server}"))?;
+                    if let Err(error) = to_server.shutdown().await {
+                        let context = format!("closing the sending side to {server}");
+                        send_failed = Some(anyhow!(error).context(context));
+                    }
                 }
             },
         }
     }
-    if let Some(Err(error)) = server_done {
-        return Err(error).context(format!("reading from {server}"));
+    match failed.or(send_failed).or(stdin_error) {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
-    stdin_error.map_or(Ok(()), Err)
 }
 
 /// Reads what the server has sent, without waiting, up to [`READ_CHUNK`]

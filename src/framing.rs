@@ -71,9 +71,14 @@ impl FromStr for Delimiter {
                 b'0' => 0,
                 b'\\' => b'\\',
                 b'x' => {
-                    let hex = rest.get(..2).and_then(|digits| {
-                        u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-                    });
+                    // Two hex digits exactly: `from_str_radix` alone would
+                    // also take a sign (`\x+a`).
+                    let hex = rest
+                        .get(..2)
+                        .filter(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+                        .and_then(|digits| {
+                            u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+                        });
                     let Some(value) = hex else {
                         return Err(DelimiterError::BadHexEscape);
                     };
@@ -470,6 +475,9 @@ mod tests {
         assert_eq!(parse("\\"), Err(DelimiterError::TrailingBackslash));
         assert_eq!(parse(r"\x1"), Err(DelimiterError::BadHexEscape));
         assert_eq!(parse(r"\xZZ"), Err(DelimiterError::BadHexEscape));
+        assert_eq!(parse(r"\x+a"), Err(DelimiterError::BadHexEscape));
+        assert_eq!(parse(r"\x-1"), Err(DelimiterError::BadHexEscape));
+        assert_eq!(parse("\\x\u{e9}"), Err(DelimiterError::BadHexEscape));
         assert_eq!(parse(r"\q"), Err(DelimiterError::UnknownEscape('q')));
     }
 

@@ -12,8 +12,8 @@ use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGua
 use tracing_subscriber::EnvFilter;
 
 /// Lines waiting for stderr before new ones are dropped: enough for a burst
-/// of thousands of connections, and at most a few MiB of memory.
-const BUFFERED_LINES: usize = 16 * 1024;
+/// of a couple of thousand connections, and well under a MiB of memory.
+pub const BUFFERED_LINES: usize = 4096;
 /// How often dropped lines are looked for, and reported once stderr takes
 /// lines again.
 const DROPPED_REPORT_EVERY: Duration = Duration::from_secs(1);

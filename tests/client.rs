@@ -115,6 +115,8 @@ async fn a_stdin_line_over_the_limit_is_an_error() {
     let server = Server::start(&["--quiet"]).await;
     let input = [&b"short\n"[..], &[b'x'; 2000], b"\n"].concat();
     let output = run_client(server.address, &["--max-line-bytes", "1000"], &input).await;
+    // The line before it is sent, and its reply printed.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "You sent: short\n");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
@@ -315,11 +317,11 @@ async fn a_closed_stdout_ends_it_quietly() {
     writer.abort();
 }
 
-#[tokio::test]
-async fn prints_a_hint_on_a_terminal_only() {
-    let server = Server::start(&["--quiet"]).await;
-    // `script` runs the client on a pseudo-terminal and copies our input to it.
-    let command = format!("{CLIENT} --host 127.0.0.1 --port {}", server.address.port());
+/// Runs `chat-client` for the server at `address` on a pseudo-terminal
+/// (through `script`, which copies our `input` to it), and returns what the
+/// terminal showed once the client has exited.
+async fn on_a_terminal(address: SocketAddr, input: &[u8]) -> String {
+    let command = format!("{CLIENT} --host {} --port {}", address.ip(), address.port());
     let mut terminal = Command::new("script");
     terminal.args(["--quiet", "--return", "--command", &command, "/dev/null"]);
     let mut child = terminal
@@ -329,19 +331,43 @@ async fn prints_a_hint_on_a_terminal_only() {
         .spawn()
         .expect("`script` (util-linux) runs");
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"hi\n.\n").await.unwrap();
+    stdin.write_all(input).await.unwrap();
     let output = within("the client on a terminal", child.wait_with_output())
         .await
         .unwrap();
-    let seen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", output.status);
+    drop(stdin);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn prints_a_hint_on_a_terminal_only() {
+    let server = Server::start(&["--quiet"]).await;
+    let seen = on_a_terminal(server.address, b"hi\n.\n").await;
     let hint = format!(
         "connected to {} — type lines, \".\" to quit",
         server.address
     );
     assert!(seen.contains(&hint), "{seen:?}");
     assert!(seen.contains("You sent: hi"), "{seen:?}");
-    assert!(output.status.success());
-    drop(stdin);
+    // The user ended it: no word about the server closing.
+    assert!(!seen.contains("closed the connection"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn on_a_terminal_a_close_by_the_server_is_said() {
+    let (listener, address) = stand_in().await;
+    let serving = tokio::spawn(async move {
+        let mut stream = accept(&listener).await;
+        stream.write_all(b"bye\r\n").await.unwrap();
+    });
+    let seen = on_a_terminal(address, b"").await;
+    serving.await.unwrap();
+    assert!(seen.contains("bye"), "{seen:?}");
+    assert!(
+        seen.contains(&format!("{address} closed the connection")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -351,6 +377,11 @@ async fn bad_arguments_exit_2() {
         &["--max-line-bytes", "x"],
         &["--port", "-1"],
         &["extra"],
+        &["--connect-timeout", "1e19"],
+        &["--connect-timeout", "1e-10"],
+        &["--connect-timeout", "-1"],
+        &["--max-line-bytes", "18446744073709551615"],
+        &["--delimiter", r"\x+a"],
     ];
     assert_refuses_arguments(CLIENT, cases).await;
 }

@@ -274,13 +274,25 @@ async fn bad_arguments_exit_2_with_clap_usage() {
         &["--idle-timeout", "soon"],
         &["--port", "70000"],
         &["--no-such-flag"],
+        // Values that once panicked, or silently meant something else.
+        &["--idle-timeout", "1e19"],
+        &["--idle-timeout", "1e-10"],
+        &["--idle-timeout", "NaN"],
+        &["--idle-timeout", "inf"],
+        &["--max-connections", "2305843009213693952"],
+        &["--max-connections", "0"],
+        &["--max-line-bytes", "18446744073709551615"],
+        &["--keepalive", "32768"],
+        &["--keepalive", "0.5"],
+        &["--delimiter", r"\x+a"],
+        &["--host", "[]"],
     ];
     assert_refuses_arguments(SERVER, cases).await;
 }
 
 #[tokio::test]
-async fn sigint_and_sigterm_stop_it_with_status_0() {
-    for signal in ["INT", "TERM"] {
+async fn sigint_sigterm_and_sighup_stop_it_with_status_0() {
+    for signal in ["INT", "TERM", "HUP"] {
         let mut server = Server::start(&["--quiet"]).await;
         server.signal(signal).await;
         let status = server.exit_within(Duration::from_secs(5)).await;

@@ -1,4 +1,4 @@
-//! `chat-server` on SIGINT and SIGTERM: it stops accepting, lets every
+//! `chat-server` on SIGINT, SIGTERM and SIGHUP: it stops accepting, lets every
 //! connection send the replies it owes, closes them all, and exits 0 within
 //! 5 seconds, even when a client does not read.
 
@@ -14,7 +14,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn idle_clients_are_closed_and_the_server_exits_0() {
-    for signal in ["TERM", "INT"] {
+    for signal in ["TERM", "INT", "HUP"] {
         let mut server = Server::start(&["--quiet"]).await;
         let mut clients = Vec::new();
         for i in 0..3 {
