@@ -6,7 +6,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat::framing::{Delimiter, LineFormat, LineSplitter};
+use chat::delimiter::Delimiter;
+use chat::framing::{LineFormat, LineSplitter};
 
 #[path = "support/mod.rs"]
 mod support;

@@ -5,6 +5,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::delimiter::Delimiter;
+
 /// Where a plain `chat-server` listens and a plain `chat-client` connects.
 pub const DEFAULT_HOST: &str = "localhost";
 pub const DEFAULT_PORT: u16 = 8007;
@@ -18,9 +20,22 @@ pub const LONGEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
 pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
 
-/// Help for `--delimiter`, the same in both programs.
-pub const DELIMITER_HELP: &str = "Line delimiter: crlf, lf, or a literal string with the \
-    escapes \\r \\n \\t \\0 \\\\ \\xNN. Both ends must agree";
+/// The flags both programs take, with the same meaning: the port, and how
+/// lines end. Each program flattens it into its own arguments.
+#[derive(clap::Args, Debug)]
+pub struct LineOptions {
+    /// TCP port: where chat-server listens (0 picks a free one, named in
+    /// its "listening on" line) and chat-client connects
+    #[arg(short, long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Line delimiter: crlf; lf; lenient (a line ends at LF, a CR before it
+    /// is dropped, lines sent end with CRLF: for nc without -C, telnet and
+    /// scripts); or a literal string with the escapes \r \n \t \0 \\ \xNN.
+    /// Both ends must agree
+    #[arg(long, value_name = "DELIM", default_value = "crlf")]
+    pub delimiter: Delimiter,
+}
 
 /// `host:port`, with an IPv6 address in brackets, for messages.
 pub fn host_port(host: &str, port: u16) -> String {

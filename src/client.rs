@@ -94,13 +94,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// connect timeout for all of them.
 async fn connect(config: &Config) -> anyhow::Result<TcpStream> {
     let connecting = TcpStream::connect((config.host.as_str(), config.port));
-    let Some(limit) = config.connect_timeout else {
-        return Ok(connecting.await?);
+    let connected = match config.connect_timeout {
+        None => connecting.await,
+        Some(limit) => match tokio::time::timeout(limit, connecting).await {
+            Ok(connected) => connected,
+            Err(_) => return Err(anyhow!("no answer within {}s", limit.as_secs_f64())),
+        },
     };
-    match tokio::time::timeout(limit, connecting).await {
-        Ok(connected) => Ok(connected?),
-        Err(_) => Err(anyhow!("no answer within {}s", limit.as_secs_f64())),
-    }
+    connected.map_err(|error| match error.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            anyhow!("{error}: no server is listening there; is chat-server running, on this port?")
+        }
+        _ => error.into(),
+    })
 }
 
 /// Sends the batches of lines from `lines` and hands the replies to

@@ -1,123 +1,17 @@
 //! Cutting a byte stream into lines: the one place that knows where a line
-//! ends, how long it may be, and how a delimiter is written on the command line.
+//! ends and how long it may be. How a delimiter is written on the command
+//! line is in [`crate::delimiter`].
 //!
 //! A [`LineSplitter`] owns the bytes received so far and remembers how far it
 //! has already searched for the delimiter, so a long line arriving in many
 //! small reads is scanned once in total, not once per read.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
-/// The bytes that end a line. Never empty: an empty delimiter would make
-/// every position a line end.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delimiter(Box<[u8]>);
-
-impl Delimiter {
-    /// `\r\n`, the protocol's default.
-    pub fn crlf() -> Self {
-        Self(Box::from(&b"\r\n"[..]))
-    }
-
-    /// `\n`, as in text files and on a terminal.
-    pub fn lf() -> Self {
-        Self(Box::from(&b"\n"[..]))
-    }
-
-    /// A delimiter made of exactly these bytes.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, DelimiterError> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err(DelimiterError::Empty);
-        }
-        Ok(Self(bytes.into_boxed_slice()))
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Parses the command-line form: `crlf`, `lf`, or a literal string with the
-/// escapes `\r \n \t \0 \\ \xNN`.
-impl FromStr for Delimiter {
-    type Err = DelimiterError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "crlf" | "CRLF" => return Ok(Self::crlf()),
-            "lf" | "LF" => return Ok(Self::lf()),
-            _ => {}
-        }
-        let mut bytes = Vec::with_capacity(text.len());
-        let mut rest = text.as_bytes();
-        while let Some((&byte, after)) = rest.split_first() {
-            rest = after;
-            if byte != b'\\' {
-                bytes.push(byte);
-                continue;
-            }
-            let Some((&escape, after)) = rest.split_first() else {
-                return Err(DelimiterError::TrailingBackslash);
-            };
-            rest = after;
-            bytes.push(match escape {
-                b'r' => b'\r',
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'0' => 0,
-                b'\\' => b'\\',
-                b'x' => {
-                    // Two hex digits exactly: `from_str_radix` alone would
-                    // also take a sign (`\x+a`).
-                    let hex = rest
-                        .get(..2)
-                        .filter(|digits| digits.iter().all(u8::is_ascii_hexdigit))
-                        .and_then(|digits| {
-                            u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-                        });
-                    let Some(value) = hex else {
-                        return Err(DelimiterError::BadHexEscape);
-                    };
-                    rest = &rest[2..];
-                    value
-                }
-                other => return Err(DelimiterError::UnknownEscape(char::from(other))),
-            });
-        }
-        Self::new(bytes)
-    }
-}
-
-/// Why a `--delimiter` value was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DelimiterError {
-    Empty,
-    TrailingBackslash,
-    BadHexEscape,
-    UnknownEscape(char),
-}
-
-impl fmt::Display for DelimiterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => write!(f, "the delimiter must not be empty"),
-            Self::TrailingBackslash => write!(f, "a backslash must be followed by an escape"),
-            Self::BadHexEscape => write!(f, "\\x must be followed by two hex digits"),
-            Self::UnknownEscape(c) => {
-                write!(
-                    f,
-                    "unknown escape \\{c} (known: \\r \\n \\t \\0 \\\\ \\xNN)"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for DelimiterError {}
+use crate::delimiter::Delimiter;
 
 /// How a stream is cut into lines: shared, unchanged, by every splitter of a
 /// program, so a connection holds only a pointer to it.
@@ -132,14 +26,20 @@ pub struct LineFormat {
 impl LineFormat {
     pub fn new(delimiter: Delimiter, max_line_bytes: usize) -> Self {
         Self {
-            finder: memchr::memmem::Finder::new(delimiter.as_bytes()).into_owned(),
+            finder: memchr::memmem::Finder::new(delimiter.line_end()).into_owned(),
             delimiter,
             max_line_bytes,
         }
     }
 
-    pub fn delimiter(&self) -> &[u8] {
-        self.delimiter.as_bytes()
+    /// The bytes that end a line received.
+    pub fn line_end(&self) -> &[u8] {
+        self.delimiter.line_end()
+    }
+
+    /// The bytes written after each line sent.
+    pub fn written_delimiter(&self) -> &[u8] {
+        self.delimiter.written()
     }
 
     pub fn max_line_bytes(&self) -> usize {
@@ -149,7 +49,7 @@ impl LineFormat {
     /// Where `delimiter` first starts in `haystack`, if it is there whole.
     #[inline]
     fn find_delimiter(&self, haystack: &[u8]) -> Option<usize> {
-        match self.delimiter.as_bytes() {
+        match self.delimiter.line_end() {
             // memchr directly: memmem would only get there by a detour.
             &[byte] => memchr::memchr(byte, haystack),
             _ => self.finder.find(haystack),
@@ -237,31 +137,37 @@ impl LineSplitter {
     /// A line longer than the limit is an error as soon as that is certain:
     /// when its delimiter turns up too far in, or when more than
     /// `max_line_bytes + delimiter length - 1` bytes are buffered without one
-    /// (the last few could still be the start of a delimiter). Memory stays
-    /// bounded either way, and after the error nothing more is kept.
+    /// (the last few could still be the start of a delimiter; a lenient
+    /// delimiter counts as CRLF here). Memory stays bounded either way, and
+    /// after the error nothing more is kept.
     #[inline]
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
         if self.failed {
             return Err(self.fail());
         }
         let format = &*self.format;
-        let delimiter_len = format.delimiter().len();
+        let end_len = format.delimiter.line_end().len();
+        let drops_cr = format.delimiter.drops_cr();
         let line_start = self.consumed;
         let pending = &self.buffer[line_start..];
         let Some(offset) = format.find_delimiter(&pending[self.searched..]) else {
             // A delimiter cut across two reads starts in the last
-            // `delimiter_len - 1` bytes: search those again next time.
-            self.searched = (pending.len() + 1).saturating_sub(delimiter_len);
-            if self.searched > format.max_line_bytes {
+            // `end_len - 1` bytes: search those again next time.
+            self.searched = (pending.len() + 1).saturating_sub(end_len);
+            if self.searched > format.max_line_bytes + usize::from(drops_cr) {
                 return Err(self.fail());
             }
             return Ok(None);
         };
-        let line_len = self.searched + offset;
+        let end = self.searched + offset;
+        let line_len = match pending[..end].last() {
+            Some(b'\r') if drops_cr => end - 1,
+            _ => end,
+        };
         if line_len > format.max_line_bytes {
             return Err(self.fail());
         }
-        self.consumed += line_len + delimiter_len;
+        self.consumed += end + end_len;
         self.searched = 0;
         Ok(Some(&self.buffer[line_start..line_start + line_len]))
     }
@@ -306,6 +212,10 @@ mod tests {
 
     fn splitter(delimiter: &[u8], max_line_bytes: usize) -> LineSplitter {
         let delimiter = Delimiter::new(delimiter).expect("test delimiters are not empty");
+        splitter_for(delimiter, max_line_bytes)
+    }
+
+    fn splitter_for(delimiter: Delimiter, max_line_bytes: usize) -> LineSplitter {
         LineSplitter::new(Arc::new(LineFormat::new(delimiter, max_line_bytes)))
     }
 
@@ -463,22 +373,18 @@ mod tests {
     }
 
     #[test]
-    fn parses_delimiters_from_the_command_line() {
-        let parse = |text: &str| text.parse::<Delimiter>().map(|d| d.as_bytes().to_vec());
-        assert_eq!(parse("crlf"), Ok(b"\r\n".to_vec()));
-        assert_eq!(parse("lf"), Ok(b"\n".to_vec()));
-        assert_eq!(parse(r"\r\n"), Ok(b"\r\n".to_vec()));
-        assert_eq!(parse(r"\t\0\\"), Ok(b"\t\0\\".to_vec()));
-        assert_eq!(parse(r"\x1e"), Ok(vec![0x1e]));
-        assert_eq!(parse(r"end\xFF"), Ok(b"end\xff".to_vec()));
-        assert_eq!(parse(""), Err(DelimiterError::Empty));
-        assert_eq!(parse("\\"), Err(DelimiterError::TrailingBackslash));
-        assert_eq!(parse(r"\x1"), Err(DelimiterError::BadHexEscape));
-        assert_eq!(parse(r"\xZZ"), Err(DelimiterError::BadHexEscape));
-        assert_eq!(parse(r"\x+a"), Err(DelimiterError::BadHexEscape));
-        assert_eq!(parse(r"\x-1"), Err(DelimiterError::BadHexEscape));
-        assert_eq!(parse("\\x\u{e9}"), Err(DelimiterError::BadHexEscape));
-        assert_eq!(parse(r"\q"), Err(DelimiterError::UnknownEscape('q')));
+    fn lenient_takes_lf_and_crlf_and_keeps_other_crs() {
+        let mut lines = splitter_for(Delimiter::lenient(), 8);
+        lines.extend_from_slice(b"nc\ntelnet\r\na\rb\n\r\r\n\n12345678\r\n");
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().unwrap() {
+            seen.push(line.to_vec());
+        }
+        let expected: Vec<&[u8]> = vec![b"nc", b"telnet", b"a\rb", b"\r", b"", b"12345678"];
+        assert_eq!(seen, expected);
+        // The limit counts the line without its CR.
+        lines.extend_from_slice(b"123456789\r\n");
+        assert_eq!(lines.next_line(), Err(LineTooLong { max_line_bytes: 8 }));
     }
 
     /// Cuts `bytes` at the given points (taken modulo its length).
@@ -524,6 +430,30 @@ mod tests {
         (lines, rest.to_vec(), None)
     }
 
+    /// The lenient delimiter's contract written plainly: split at each LF,
+    /// drop one CR before it; the limit holds for the line without its CR,
+    /// and a tail is too long once it could not fit even with one.
+    fn lenient_model(
+        bytes: &[u8],
+        max_line_bytes: usize,
+    ) -> (Vec<Vec<u8>>, Vec<u8>, Option<LineTooLong>) {
+        let too_long = Some(LineTooLong { max_line_bytes });
+        let mut lines = Vec::new();
+        let mut rest = bytes;
+        while let Some(at) = rest.iter().position(|&byte| byte == b'\n') {
+            let line = rest[..at].strip_suffix(b"\r").unwrap_or(&rest[..at]);
+            if line.len() > max_line_bytes {
+                return (lines, Vec::new(), too_long);
+            }
+            lines.push(line.to_vec());
+            rest = &rest[at + 1..];
+        }
+        if rest.len() > max_line_bytes + 1 {
+            return (lines, Vec::new(), too_long);
+        }
+        (lines, rest.to_vec(), None)
+    }
+
     fn check_chunking(
         delimiter: &[u8],
         bytes: &[u8],
@@ -531,13 +461,27 @@ mod tests {
         max_line_bytes: usize,
     ) -> Result<(), TestCaseError> {
         let expected = model(bytes, delimiter, max_line_bytes);
-        let whole = split_chunks(&mut splitter(delimiter, max_line_bytes), &[bytes]);
+        let delimiter = Delimiter::new(delimiter).expect("test delimiters are not empty");
+        check_chunking_against(delimiter, bytes, cuts, max_line_bytes, expected)
+    }
+
+    /// Splits `bytes` in one read, in the reads `cuts` makes, and a byte per
+    /// read, and checks each gives `expected`.
+    fn check_chunking_against(
+        delimiter: Delimiter,
+        bytes: &[u8],
+        cuts: Vec<usize>,
+        max_line_bytes: usize,
+        expected: (Vec<Vec<u8>>, Vec<u8>, Option<LineTooLong>),
+    ) -> Result<(), TestCaseError> {
+        let fresh = || splitter_for(delimiter.clone(), max_line_bytes);
+        let whole = split_chunks(&mut fresh(), &[bytes]);
         prop_assert_eq!(&whole, &expected, "in one read");
         let pieces = chunked(bytes, cuts);
-        let cut = split_chunks(&mut splitter(delimiter, max_line_bytes), &pieces);
+        let cut = split_chunks(&mut fresh(), &pieces);
         prop_assert_eq!(&cut, &expected, "in reads {:?}", pieces);
         let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
-        let single = split_chunks(&mut splitter(delimiter, max_line_bytes), &one_by_one);
+        let single = split_chunks(&mut fresh(), &one_by_one);
         prop_assert_eq!(&single, &expected, "one byte per read");
         Ok(())
     }
@@ -568,6 +512,16 @@ mod tests {
             max_line_bytes in 1usize..24,
         ) {
             check_chunking(b"<=>", &bytes, cuts, max_line_bytes)?;
+        }
+
+        #[test]
+        fn lenient_lines_do_not_depend_on_chunking(
+            bytes in stream_for(b"\r\n"),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+            max_line_bytes in 1usize..24,
+        ) {
+            let expected = lenient_model(&bytes, max_line_bytes);
+            check_chunking_against(Delimiter::lenient(), &bytes, cuts, max_line_bytes, expected)?;
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! The parts:
 //! - [`framing`]: cuts a byte stream into lines; the only place that does.
+//! - [`delimiter`]: how a line ends, as `--delimiter` says.
 //! - [`server`]: accepts connections, enforces the limits, shuts down
 //!   gracefully; [`server::connection`] answers the lines of one connection.
 //! - [`client`]: sends stdin lines and prints the replies until the server
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod delimiter;
 pub mod framing;
 pub mod log;
 pub mod protocol;

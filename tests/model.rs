@@ -8,7 +8,8 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use chat::framing::{Delimiter, LineFormat};
+use chat::delimiter::Delimiter;
+use chat::framing::LineFormat;
 use chat::server::{self, Config};
 use common::within;
 use proptest::prelude::*;

@@ -241,7 +241,8 @@ async fn a_port_in_use_is_a_clear_error() {
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "chat-server: error: binding 127.0.0.1:{port}: Address already in use (os error 98)"
+            "chat-server: error: binding 127.0.0.1:{port}: Address already in use (os error 98): \
+             another program listens there; choose another --port, or --port 0 for a free one"
         )
     );
 }

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat::framing::{Delimiter, LineFormat};
+use chat::delimiter::Delimiter;
+use chat::framing::LineFormat;
 use chat::server::{self, Config};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;

@@ -7,24 +7,29 @@ use std::sync::Arc;
 
 use chat::cli;
 use chat::client;
-use chat::framing::{Delimiter, LineFormat};
+use chat::framing::LineFormat;
 use clap::Parser;
 
 /// Sends each stdin line to a chat-server and prints each reply; exits when
 /// the server closes the connection (send "." to ask it to).
 #[derive(Parser, Debug)]
-#[command(name = "chat-client", version)]
+#[command(name = "chat-client", version, after_help = EXAMPLES)]
 struct Args {
+    /// The server's host name or IP address, as with nc and telnet (the same
+    /// as --host)
+    #[arg(value_name = "HOST", value_parser = cli::host, conflicts_with = "host")]
+    host_argument: Option<String>,
+
+    /// The server's TCP port (the same as --port)
+    #[arg(value_name = "PORT", conflicts_with = "port")]
+    port_argument: Option<u16>,
+
     /// Host name or IP address of the server
     #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = cli::host)]
     host: String,
 
-    /// TCP port of the server
-    #[arg(long, default_value_t = cli::DEFAULT_PORT)]
-    port: u16,
-
-    #[arg(long, default_value = "crlf", help = cli::DELIMITER_HELP)]
-    delimiter: Delimiter,
+    #[command(flatten)]
+    lines: cli::LineOptions,
 
     /// Longest reply line (and stdin line) accepted, delimiter not counted;
     /// a longer one ends the client with an error
@@ -39,6 +44,13 @@ struct Args {
     connect_timeout: cli::Seconds,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  chat-client                      talk to chat-server on localhost:8007
+  chat-client example.org 9000     the server at example.org, port 9000
+  printf 'a\\nb\\n' | chat-client    send two lines, print both replies
+  chat-client -p 9000 < lines.txt  send a file's lines, one per line";
+
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::exit_status("chat-client", connect(args))
@@ -47,9 +59,9 @@ fn main() -> ExitCode {
 #[tokio::main(flavor = "current_thread")]
 async fn connect(args: Args) -> anyhow::Result<()> {
     let config = client::Config {
-        host: args.host,
-        port: args.port,
-        format: Arc::new(LineFormat::new(args.delimiter, args.max_line_bytes)),
+        host: args.host_argument.unwrap_or(args.host),
+        port: args.port_argument.unwrap_or(args.lines.port),
+        format: Arc::new(LineFormat::new(args.lines.delimiter, args.max_line_bytes)),
         connect_timeout: args.connect_timeout.as_limit(),
     };
     client::run(config).await

@@ -6,26 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat::cli;
-use chat::framing::{Delimiter, LineFormat};
+use chat::framing::LineFormat;
 use chat::server;
 use clap::Parser;
 
 /// A line-based TCP echo server: answers every line with "You sent: LINE"
 /// and closes the connection on a "." line.
 #[derive(Parser, Debug)]
-#[command(name = "chat-server", version)]
+#[command(name = "chat-server", version, after_help = EXAMPLES)]
 struct Args {
     /// Host name or IP address to listen on: every address it resolves to.
     /// Repeat to listen on several
     #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = cli::host)]
     host: Vec<String>,
 
-    /// TCP port to listen on; 0 picks a free one (see the "listening on" line)
-    #[arg(long, default_value_t = cli::DEFAULT_PORT)]
-    port: u16,
-
-    #[arg(long, default_value = "crlf", help = cli::DELIMITER_HELP)]
-    delimiter: Delimiter,
+    #[command(flatten)]
+    lines: cli::LineOptions,
 
     /// Longest line accepted, delimiter not counted; a longer one gets
     /// "error: line exceeds N bytes" and the connection is closed
@@ -51,7 +47,8 @@ struct Args {
           value_parser = cli::whole_seconds_up_to(cli::LONGEST_KEEPALIVE_SECS))]
     keepalive: u32,
 
-    /// Set SO_REUSEPORT, so several servers can share the port
+    /// Set SO_REUSEPORT: several servers that all set it share the port, and
+    /// the kernel splits the connections among them
     #[arg(long)]
     reuse_port: bool,
 
@@ -59,6 +56,15 @@ struct Args {
     #[arg(long)]
     quiet: bool,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  chat-server                      listen on localhost:8007
+  chat-client                      then, in another terminal, talk to it
+  printf 'a\\nb\\n' | chat-client    send two lines, print both replies
+  chat-server --port 0             let the system pick a free port
+  nc -C localhost 8007             any TCP client works; -C sends CRLF
+  chat-server --delimiter lenient  accept plain nc and telnet line ends";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -70,7 +76,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Held to the end: dropping it writes the log's last lines.
     let _log = chat::log::init()?;
     let config = server::Config {
-        format: Arc::new(LineFormat::new(args.delimiter, args.max_line_bytes)),
+        format: Arc::new(LineFormat::new(args.lines.delimiter, args.max_line_bytes)),
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout.as_limit(),
         log_connections: !args.quiet,
@@ -79,5 +85,5 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         reuse_port: args.reuse_port,
         keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive.into())),
     };
-    server::serve(&args.host, args.port, options, config).await
+    server::serve(&args.host, args.lines.port, options, config).await
 }

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use super::blocking_io;
-use crate::framing::{Delimiter, LineFormat, LineSplitter};
+use crate::delimiter::Delimiter;
+use crate::framing::{LineFormat, LineSplitter};
 use crate::protocol::QUIT_LINE;
 
 /// Bytes asked of stdin per read.
@@ -52,9 +53,10 @@ fn read_lines(
     quit_sent: &AtomicBool,
     batches: &mpsc::Sender<anyhow::Result<Bytes>>,
 ) -> anyhow::Result<()> {
-    let stdin_format = LineFormat::new(Delimiter::lf(), format.max_line_bytes());
+    // A stdin line ends at `\n`, and a `\r` before it is dropped.
+    let stdin_format = LineFormat::new(Delimiter::lenient(), format.max_line_bytes());
     let mut lines = LineSplitter::new(Arc::new(stdin_format));
-    let delimiter = format.delimiter();
+    let delimiter = format.written_delimiter();
     loop {
         let buffer = lines.buffer_for_read(READ_CHUNK);
         let filled = buffer.len();
@@ -69,7 +71,6 @@ fn read_lines(
         let complete = loop {
             match lines.next_line() {
                 Ok(Some(line)) => {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
                     last_line = Some(batch.len()..batch.len() + line.len());
                     batch.extend_from_slice(line);
                     batch.extend_from_slice(delimiter);

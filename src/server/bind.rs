@@ -61,7 +61,7 @@ pub async fn bind_all(
             }
             Err(error) if family_unavailable(&error) => skipped = Some((error, address, host)),
             Err(error) => {
-                return Err(error).with_context(|| bind_failure(host, address, port));
+                return Err(with_hint(error)).with_context(|| bind_failure(host, address, port));
             }
         }
     }
@@ -81,6 +81,15 @@ fn bind_failure(host: &str, address: SocketAddr, port: u16) -> String {
     } else {
         format!("binding {named} ({address})")
     }
+}
+
+/// Adds what to do about a port in use to its error.
+fn with_hint(error: io::Error) -> io::Error {
+    if error.kind() != io::ErrorKind::AddrInUse {
+        return error;
+    }
+    let hint = "another program listens there; choose another --port, or --port 0 for a free one";
+    io::Error::new(error.kind(), format!("{error}: {hint}"))
 }
 
 /// The kernel has no such address or protocol family here.

@@ -58,12 +58,13 @@ pub(crate) async fn serve(
     }
     let mut connection = Connection::new(stream, config, stop);
     let end = connection.answer_lines().await;
+    let hint = connection.delimiter_hint();
     connection.close(&end).await;
     // Freed before the log line says the connection is closed, so whoever
     // waits for that line can count on the slot.
     drop(slot);
     if logging {
-        info!("{peer} closed ({end}): {}", connection.stats);
+        info!("{peer} closed ({end}): {}{hint}", connection.stats);
     }
 }
 
@@ -130,11 +131,11 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lines={} bytes_in={} bytes_out={} duration={:.3?}",
+            "lines={} bytes_in={} bytes_out={} duration={:.3}s",
             self.lines,
             self.bytes_in,
             self.bytes_out,
-            self.opened.elapsed()
+            self.opened.elapsed().as_secs_f64()
         )
     }
 }
@@ -205,6 +206,20 @@ impl Connection {
         }
     }
 
+    /// For the close log: a client that sent LF line ends but never the
+    /// delimiter (`nc` without `-C`, say) is told how to be understood.
+    fn delimiter_hint(&self) -> &'static str {
+        let sent_only_lf = self.stats.lines == 0
+            && self.config.format.line_end() != b"\n"
+            && memchr::memchr(b'\n', self.lines.buffered()).is_some();
+        if sent_only_lf {
+            "; it sent LF line ends but never the delimiter: \
+             run the server with --delimiter lenient, or use nc -C"
+        } else {
+            ""
+        }
+    }
+
     /// Answers lines until the connection has to end, and says why. Replies
     /// owed at that point are still in `replies`, for [`Self::close`].
     async fn answer_lines(&mut self) -> End {
@@ -227,7 +242,7 @@ impl Connection {
     /// every complete line is answered. This is the per-line hot path: no
     /// I/O, no allocation but the reply buffer's growth.
     fn answer_buffered(&mut self) -> Result<bool, End> {
-        let delimiter = self.config.format.delimiter();
+        let delimiter = self.config.format.written_delimiter();
         if self.replies.capacity() == 0 {
             let estimate = 2 * self.lines.buffered().len();
             self.replies.reserve(estimate.min(REPLY_HIGH_WATER));
@@ -258,7 +273,7 @@ impl Connection {
             self.replies.extend_from_slice(part);
         }
         self.replies
-            .extend_from_slice(self.config.format.delimiter());
+            .extend_from_slice(self.config.format.written_delimiter());
     }
 
     /// Writes every queued reply, usually in one write. With an idle timeout,
