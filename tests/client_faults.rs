@@ -185,8 +185,7 @@ async fn a_server_error_line_before_the_close_is_exit_1() {
     // Server full.
     let server = Server::start(&["--quiet", "--max-connections", "1"]).await;
     let mut held = connect(server.address).await;
-    held.write_all(b"holding\r\n").await.unwrap();
-    read_exactly(&mut held, reply("holding").len()).await;
+    ping(&mut held, "holding").await;
     let output = run_client(server.address, &[], b"hello\n").await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(

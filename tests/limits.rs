@@ -8,21 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::process::Command;
-
-/// Sends `line` and checks its reply arrives.
-async fn ping(stream: &mut TcpStream, line: &str) {
-    stream
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let expected = reply(line);
-    assert_eq!(
-        read_exactly(stream, expected.len()).await,
-        expected.as_bytes()
-    );
-}
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_slowed_down_not_buffered_for() {

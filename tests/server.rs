@@ -319,13 +319,14 @@ async fn uses_a_thread_per_core() {
 
 #[tokio::test]
 async fn replies_to_one_read_go_out_in_one_write() {
-    let server = Server::start(&["--quiet"]).await;
+    let mut server = Server::start(&[]).await;
     let mut stream = connect(server.address).await;
-    // Warm up, so the count below sees only the pipelined batch.
+    let local = stream.local_addr().unwrap();
+    // One line and its reply: one write.
     stream.write_all(b"warm\r\n").await.unwrap();
     read_exactly(&mut stream, reply("warm").len()).await;
 
-    let writes_before = write_syscalls(server.pid());
+    // A hundred lines in one segment, so the server reads them at once.
     let request: String = (0..100).map(|i| format!("{i}\r\n")).collect();
     stream.write_all(request.as_bytes()).await.unwrap();
     let expected: String = (0..100).map(|i| reply(&i.to_string())).collect();
@@ -333,9 +334,16 @@ async fn replies_to_one_read_go_out_in_one_write() {
         read_exactly(&mut stream, expected.len()).await,
         expected.as_bytes()
     );
-    let writes = write_syscalls(server.pid()) - writes_before;
-    // One write for the batch; a few more are the runtime waking its threads.
-    assert!(writes < 10, "{writes} write calls for 100 pipelined lines");
+    stream.write_all(b".\r\n").await.unwrap();
+    assert_eq!(read_to_end(&mut stream).await, b"");
+    drop(stream);
+    let closed = server
+        .wait_for_log("the close", |line| {
+            line.starts_with(&format!("{local} closed"))
+        })
+        .await;
+    assert_eq!(log_field(&closed, "lines"), 101, "{closed}");
+    assert_eq!(log_field(&closed, "writes"), 2, "{closed}");
 }
 
 #[tokio::test]

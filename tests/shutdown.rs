@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat::server::SHUTDOWN_GRACE;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
@@ -19,15 +19,7 @@ async fn idle_clients_are_closed_and_the_server_exits_0() {
         let mut clients = Vec::new();
         for i in 0..3 {
             let mut stream = connect(server.address).await;
-            let line = format!("idle {i}");
-            stream
-                .write_all(format!("{line}\r\n").as_bytes())
-                .await
-                .unwrap();
-            assert_eq!(
-                read_exactly(&mut stream, reply(&line).len()).await,
-                reply(&line).as_bytes()
-            );
+            ping(&mut stream, &format!("idle {i}")).await;
             clients.push(stream);
         }
         server.signal(signal).await;

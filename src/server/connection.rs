@@ -125,16 +125,19 @@ struct Stats {
     lines: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// Write calls that sent bytes: with pipelining, far fewer than lines.
+    writes: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lines={} bytes_in={} bytes_out={} duration={:.3}s",
+            "lines={} bytes_in={} bytes_out={} writes={} duration={:.3}s",
             self.lines,
             self.bytes_in,
             self.bytes_out,
+            self.writes,
             self.opened.elapsed().as_secs_f64()
         )
     }
@@ -202,6 +205,7 @@ impl Connection {
                 lines: 0,
                 bytes_in: 0,
                 bytes_out: 0,
+                writes: 0,
             },
         }
     }
@@ -290,7 +294,10 @@ impl Connection {
             };
             match written {
                 Ok(0) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
-                Ok(count) => self.stats.bytes_out += count as u64,
+                Ok(count) => {
+                    self.stats.bytes_out += count as u64;
+                    self.stats.writes += 1;
+                }
                 Err(error) => return Err(End::Failed(error)),
             }
         }
@@ -393,6 +400,7 @@ impl Connection {
                 written = output.write_buf(replies), if output_open => match written {
                     Ok(count @ 1..) => {
                         stats.bytes_out += count as u64;
+                        stats.writes += 1;
                         last_progress = Instant::now();
                     }
                     _ => return,

@@ -200,6 +200,19 @@ pub async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     received
 }
 
+/// Sends `line` and checks that its reply arrives.
+pub async fn ping(stream: &mut TcpStream, line: &str) {
+    stream
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .expect("sending a line");
+    let expected = reply(line);
+    assert_eq!(
+        read_exactly(stream, expected.len()).await,
+        expected.as_bytes()
+    );
+}
+
 /// Sends `request` and returns everything received until the server closes.
 pub async fn exchange(address: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = connect(address).await;
