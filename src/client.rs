@@ -37,7 +37,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes read from the socket before they are handed to the
 /// printer; all that is available, up to this, goes in one chunk. Large,
 /// so a stream of replies costs few reads and few hand-overs.
-const READ_CHUNK: usize = 256 * 1024;
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Bytes asked of stdin per read.
+pub const STDIN_READ_CHUNK: usize = 64 * 1024;
 
 /// Where to connect, and how lines are cut: the delimiter both ways, the
 /// line limit for replies and for stdin lines alike.

@@ -34,22 +34,32 @@ pub fn server_config() -> Config {
 pub enum Kind {
     /// chat-server's own code.
     Chat,
-    /// The baseline: each connection copies its input back with
-    /// `tokio::io::copy`, no framing at all.
-    RawEcho,
+    /// A baseline: each connection copies its input back with no framing at
+    /// all, reading at most this many bytes at a time: 8 KiB is
+    /// `tokio::io::copy`; the others read into a buffer of that size and
+    /// `write_all` what they read, as chat-server reads 64 KiB.
+    RawEcho(usize),
 }
 
+/// The raw echoes every figure is compared with: the best of them, each
+/// measured in the same run, is the baseline.
+pub const RAW_ECHOES: [Kind; 3] = [
+    Kind::RawEcho(8 * 1024),
+    Kind::RawEcho(64 * 1024),
+    Kind::RawEcho(256 * 1024),
+];
+
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Kind::Chat => "chat-server",
-            Kind::RawEcho => "raw echo",
+            Kind::Chat => "chat-server".to_string(),
+            Kind::RawEcho(read) => format!("raw-echo-{}k", read / 1024),
         }
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
-        [Kind::Chat, Kind::RawEcho]
-            .into_iter()
+        std::iter::once(Kind::Chat)
+            .chain(RAW_ECHOES)
             .find(|kind| kind.name() == name)
     }
 }
@@ -57,6 +67,7 @@ impl Kind {
 /// A multi-thread runtime with a worker per core, as `chat-server` uses.
 pub fn server_runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
+        .thread_name(SERVER_THREAD)
         .enable_all()
         .build()
         .unwrap()
@@ -78,15 +89,12 @@ pub async fn serve(listener: TcpListener, kind: Kind, shutdown: impl Future<Outp
         Kind::Chat => server::run(vec![listener], server_config(), shutdown)
             .await
             .unwrap(),
-        Kind::RawEcho => {
+        Kind::RawEcho(read_size) => {
             let accepting = async {
                 loop {
-                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let (stream, _) = listener.accept().await.unwrap();
                     stream.set_nodelay(true).unwrap();
-                    tokio::spawn(async move {
-                        let (mut reader, mut writer) = stream.split();
-                        let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                    });
+                    tokio::spawn(raw_echo(stream, read_size));
                 }
             };
             tokio::select! {
@@ -95,6 +103,54 @@ pub async fn serve(listener: TcpListener, kind: Kind, shutdown: impl Future<Outp
             }
         }
     }
+}
+
+/// Echoes `stream`'s bytes back as they come, `read_size` at most at a time.
+async fn raw_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut reader, mut writer) = stream.split();
+    if read_size == 8 * 1024 {
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        return;
+    }
+    let mut buffer = vec![0; read_size];
+    while let Ok(count @ 1..) = reader.read(&mut buffer).await {
+        if writer.write_all(&buffer[..count]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The name of the servers' worker threads, by which their CPU time is
+/// told apart from the clients'.
+const SERVER_THREAD: &str = "bench-server";
+
+/// CPU time used so far by the servers' worker threads (the benches'
+/// clients run on the main thread), from `/proc/self/task/*/schedstat`.
+pub fn server_cpu() -> Duration {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if name.trim_end() != SERVER_THREAD {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let on_cpu: u64 = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|nanos| nanos.parse().ok())
+            .unwrap_or(0);
+        total += on_cpu;
+    }
+    Duration::from_nanos(total)
+}
+
+/// The smallest and largest of `values`, as `low-high` with `unit`.
+pub fn range(values: &[f64], format: impl Fn(f64) -> String) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{}-{}", format(low), format(high))
 }
 
 pub fn median(samples: &mut [f64]) -> f64 {

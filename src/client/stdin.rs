@@ -12,13 +12,11 @@ use anyhow::{Context, anyhow};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::blocking_io;
+use super::{STDIN_READ_CHUNK, blocking_io};
 use crate::delimiter::Delimiter;
 use crate::framing::{LineFormat, LineSplitter};
 use crate::protocol::QUIT_LINE;
 
-/// Bytes asked of stdin per read.
-const READ_CHUNK: usize = 64 * 1024;
 /// Batches waiting between the thread and the socket. Bounds the memory
 /// used when stdin is faster than the server: the thread then blocks.
 const QUEUE_DEPTH: usize = 4;
@@ -58,9 +56,9 @@ fn read_lines(
     let mut lines = LineSplitter::new(Arc::new(stdin_format));
     let delimiter = format.written_delimiter();
     loop {
-        let buffer = lines.buffer_for_read(READ_CHUNK);
+        let buffer = lines.buffer_for_read(STDIN_READ_CHUNK);
         let filled = buffer.len();
-        buffer.resize(filled + READ_CHUNK, 0);
+        buffer.resize(filled + STDIN_READ_CHUNK, 0);
         let read = blocking_io::read(&mut input, &mut buffer[filled..]);
         let count = *read.as_ref().unwrap_or(&0);
         buffer.truncate(filled + count);
