@@ -73,6 +73,31 @@ impl fmt::Display for LineTooLong {
 
 impl std::error::Error for LineTooLong {}
 
+/// A line as it was received: its bytes, and after them in the buffer the
+/// bytes that ended it.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceivedLine<'a> {
+    with_ending: &'a [u8],
+    line_len: usize,
+    /// The ending is exactly [`LineFormat::written_delimiter`].
+    ending_as_written: bool,
+}
+
+impl<'a> ReceivedLine<'a> {
+    /// The line, without its delimiter.
+    #[inline]
+    pub fn line(&self) -> &'a [u8] {
+        &self.with_ending[..self.line_len]
+    }
+
+    /// The line followed by its delimiter, when what ended it is what this
+    /// program writes after a line: one slice to copy instead of two.
+    #[inline]
+    pub fn with_written_delimiter(&self) -> Option<&'a [u8]> {
+        self.ending_as_written.then_some(self.with_ending)
+    }
+}
+
 /// Received bytes and the lines in them.
 ///
 /// Bytes are appended through [`buffer_for_read`](Self::buffer_for_read);
@@ -142,6 +167,13 @@ impl LineSplitter {
     /// after the error nothing more is kept.
     #[inline]
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, LineTooLong> {
+        Ok(self.next_received_line()?.map(|received| received.line()))
+    }
+
+    /// As [`next_line`](Self::next_line), with the bytes that ended the
+    /// line too, for a caller that sends the line back with a delimiter.
+    #[inline]
+    pub fn next_received_line(&mut self) -> Result<Option<ReceivedLine<'_>>, LineTooLong> {
         if self.failed {
             return Err(self.fail());
         }
@@ -160,16 +192,20 @@ impl LineSplitter {
             return Ok(None);
         };
         let end = self.searched + offset;
-        let line_len = match pending[..end].last() {
-            Some(b'\r') if drops_cr => end - 1,
-            _ => end,
+        let (line_len, ending_as_written) = match pending[..end].last() {
+            Some(b'\r') if drops_cr => (end - 1, true),
+            _ => (end, !drops_cr),
         };
         if line_len > format.max_line_bytes {
             return Err(self.fail());
         }
         self.consumed += end + end_len;
         self.searched = 0;
-        Ok(Some(&self.buffer[line_start..line_start + line_len]))
+        Ok(Some(ReceivedLine {
+            with_ending: &self.buffer[line_start..self.consumed],
+            line_len,
+            ending_as_written,
+        }))
     }
 
     /// The bytes received after the last line returned: a line still being

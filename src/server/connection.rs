@@ -33,6 +33,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// are answered, and nothing more is read until they are: a client that
 /// sends without reading is slowed down, not buffered for.
 const REPLY_HIGH_WATER: usize = 128 * 1024;
+/// Room reserved past [`REPLY_HIGH_WATER`] for the reply that crosses it.
+const REPLY_HEADROOM: usize = 4 * 1024;
 /// A closing connection waits for the client to take its last replies and
 /// close its side; it gives up once the client has taken none of them for
 /// this long (it has stopped reading).
@@ -247,18 +249,30 @@ impl Connection {
     /// I/O, no allocation but the reply buffer's growth.
     fn answer_buffered(&mut self) -> Result<bool, End> {
         let delimiter = self.config.format.written_delimiter();
-        if self.replies.capacity() == 0 {
+        if self.replies.is_empty() {
+            // Room for the replies to everything buffered (twice its size
+            // covers lines of 10 bytes and more), up to the high-water mark
+            // and a reply past it, so the buffer rarely has to grow and copy
+            // mid-batch. Reclaims the room already written out, if enough.
             let estimate = 2 * self.lines.buffered().len();
-            self.replies.reserve(estimate.min(REPLY_HIGH_WATER));
+            self.replies
+                .reserve(estimate.min(REPLY_HIGH_WATER + REPLY_HEADROOM));
         }
         while self.replies.len() < REPLY_HIGH_WATER {
-            match self.lines.next_line() {
+            match self.lines.next_received_line() {
                 Ok(None) => return Ok(true),
-                Ok(Some(QUIT_LINE)) => return Err(End::Quit),
-                Ok(Some(line)) => {
+                Ok(Some(received)) if received.line() == QUIT_LINE => return Err(End::Quit),
+                Ok(Some(received)) => {
                     self.replies.extend_from_slice(REPLY_PREFIX);
-                    self.replies.extend_from_slice(line);
-                    self.replies.extend_from_slice(delimiter);
+                    match received.with_written_delimiter() {
+                        Some(line_and_delimiter) => {
+                            self.replies.extend_from_slice(line_and_delimiter);
+                        }
+                        None => {
+                            self.replies.extend_from_slice(received.line());
+                            self.replies.extend_from_slice(delimiter);
+                        }
+                    }
                     self.stats.lines += 1;
                 }
                 Err(too_long) => {
