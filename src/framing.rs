@@ -134,6 +134,11 @@ impl LineSplitter {
         }
     }
 
+    /// How this splitter cuts lines.
+    pub fn format(&self) -> &LineFormat {
+        &self.format
+    }
+
     /// The buffer to append received bytes to, with room for at least
     /// `spare` more. Append only: the bytes already there must not change,
     /// since the splitter remembers how far it has searched them.
@@ -172,7 +177,7 @@ impl LineSplitter {
 
     /// As [`next_line`](Self::next_line), with the bytes that ended the
     /// line too, for a caller that sends the line back with a delimiter.
-    #[inline]
+    #[inline(always)]
     pub fn next_received_line(&mut self) -> Result<Option<ReceivedLine<'_>>, LineTooLong> {
         if self.failed {
             return Err(self.fail());

@@ -3,18 +3,43 @@
 //! holding the descriptor): "try again" means wait until the descriptor is
 //! ready, as `cat` does, never an error.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-/// Reads into `buffer`, waiting for input when there is none yet.
-pub(super) fn read(input: &mut (impl Read + AsFd), buffer: &mut [u8]) -> io::Result<usize> {
+use bytes::BytesMut;
+
+/// Reads at most `spare` bytes and appends them to `buffer`, waiting for
+/// input when there is none yet. Reads straight into the buffer's spare
+/// room, which `std::io::Read` could only do after zeroing it, a cost as
+/// large as the read's for short lines.
+pub(super) fn read_appending(
+    input: &impl AsFd,
+    buffer: &mut BytesMut,
+    spare: usize,
+) -> io::Result<usize> {
+    buffer.reserve(spare);
     loop {
-        match input.read(buffer) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                wait_until_ready(input.as_fd(), libc::POLLIN)?;
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            result => return result,
+        let room = &mut buffer.spare_capacity_mut()[..spare];
+        // SAFETY: `room` is memory owned by `buffer`, valid for writes of
+        // `room.len()` bytes, and read(2) writes no more than that.
+        let count = unsafe {
+            libc::read(
+                input.as_fd().as_raw_fd(),
+                room.as_mut_ptr().cast(),
+                room.len(),
+            )
+        };
+        if let Ok(count) = usize::try_from(count) {
+            // SAFETY: read(2) initialised the first `count` bytes of `room`,
+            // which start at the buffer's current length.
+            unsafe { buffer.set_len(buffer.len() + count) };
+            return Ok(count);
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => wait_until_ready(input.as_fd(), libc::POLLIN)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(error),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! cancelled, so it must never be something the client waits for on its way
 //! out: the thread is left blocked, and the process exits past it.
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +27,7 @@ const QUEUE_DEPTH: usize = 4;
 /// the last item, after the lines before it. `quit_sent` is set when the
 /// last line read was `.`.
 pub(super) fn spawn_reader(
-    input: impl Read + AsFd + Send + 'static,
+    input: impl AsFd + Send + 'static,
     format: Arc<LineFormat>,
     quit_sent: Arc<AtomicBool>,
 ) -> anyhow::Result<mpsc::Receiver<anyhow::Result<Bytes>>> {
@@ -46,7 +45,7 @@ pub(super) fn spawn_reader(
 }
 
 fn read_lines(
-    mut input: impl Read + AsFd,
+    input: impl AsFd,
     format: &LineFormat,
     quit_sent: &AtomicBool,
     batches: &mpsc::Sender<anyhow::Result<Bytes>>,
@@ -55,23 +54,30 @@ fn read_lines(
     let stdin_format = LineFormat::new(Delimiter::lenient(), format.max_line_bytes());
     let mut lines = LineSplitter::new(Arc::new(stdin_format));
     let delimiter = format.written_delimiter();
+    // A stdin line that already ends with the wire's delimiter (CRLF) is
+    // copied with it in one piece.
+    let ends_as_sent = delimiter == lines.format().written_delimiter();
     loop {
         let buffer = lines.buffer_for_read(STDIN_READ_CHUNK);
-        let filled = buffer.len();
-        buffer.resize(filled + STDIN_READ_CHUNK, 0);
-        let read = blocking_io::read(&mut input, &mut buffer[filled..]);
-        let count = *read.as_ref().unwrap_or(&0);
-        buffer.truncate(filled + count);
-        let count = read.context("reading stdin")?;
+        let count = blocking_io::read_appending(&input, buffer, STDIN_READ_CHUNK)
+            .context("reading stdin")?;
 
         let mut batch = BytesMut::with_capacity(count + count / 4 + delimiter.len());
         let mut last_line = None;
         let complete = loop {
-            match lines.next_line() {
-                Ok(Some(line)) => {
+            match lines.next_received_line() {
+                Ok(Some(received)) => {
+                    let line = received.line();
                     last_line = Some(batch.len()..batch.len() + line.len());
-                    batch.extend_from_slice(line);
-                    batch.extend_from_slice(delimiter);
+                    match received.with_written_delimiter() {
+                        Some(line_and_delimiter) if ends_as_sent => {
+                            batch.extend_from_slice(line_and_delimiter);
+                        }
+                        _ => {
+                            batch.extend_from_slice(line);
+                            batch.extend_from_slice(delimiter);
+                        }
+                    }
                 }
                 Ok(None) => break Ok(()),
                 Err(too_long) => break Err(anyhow!("stdin: {too_long}")),
