@@ -108,13 +108,14 @@ pub async fn run(
     // stragglers.
     let mut connections = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let mut first_listener = 0;
     tokio::pin!(shutdown);
 
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(finished) = connections.join_next() => report_panic(finished),
-            accepted = accept_any(&listeners) => match accepted {
+            accepted = accept_any(&listeners, &mut first_listener) => match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
                     match Arc::clone(&slots).try_acquire_owned() {
@@ -158,11 +159,17 @@ pub async fn run(
     Ok(())
 }
 
-/// The next connection on any of `listeners`.
-async fn accept_any(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+/// The next connection on any of `listeners`. Each call starts looking one
+/// listener further than the last, so a busy address cannot starve another.
+async fn accept_any(
+    listeners: &[TcpListener],
+    first: &mut usize,
+) -> io::Result<(TcpStream, SocketAddr)> {
     std::future::poll_fn(|context| {
-        for listener in listeners {
+        for turn in 0..listeners.len() {
+            let listener = &listeners[(*first + turn) % listeners.len()];
             if let Poll::Ready(accepted) = listener.poll_accept(context) {
+                *first = (*first + 1) % listeners.len();
                 return Poll::Ready(accepted);
             }
         }

@@ -59,11 +59,14 @@ fn keep_sending(mut writer: OwnedWriteHalf) -> (oneshot::Sender<()>, JoinHandle<
             while writer.write_all(&chunk).await.is_ok() {}
             std::future::pending::<()>().await;
         };
-        tokio::select! {
-            () = sending => {}
-            _ = &mut stopped => {}
-            () = tokio::time::sleep(WAIT) => {}
-        }
+        let until_stopped = async {
+            tokio::select! {
+                () = sending => {}
+                _ = &mut stopped => {}
+            }
+        };
+        // Bounded in time, like every load in the tests.
+        let _ = tokio::time::timeout(WAIT, until_stopped).await;
     });
     (stop, task)
 }
