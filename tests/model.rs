@@ -56,12 +56,43 @@ fn model(input: &[u8], delimiter: &[u8]) -> Vec<u8> {
     }
 }
 
+/// What a server with `--delimiter lenient` must send back for `input`:
+/// lines end at LF, a CR just before it is not part of the line (nor
+/// counted in its length), and every reply ends with CRLF.
+fn lenient_model(input: &[u8]) -> Vec<u8> {
+    let too_long = format!("error: line exceeds {MAX_LINE_BYTES} bytes\r\n").into_bytes();
+    let mut replies = Vec::new();
+    let mut rest = input;
+    loop {
+        let Some(at) = rest.iter().position(|&byte| byte == b'\n') else {
+            // Refused once it cannot fit even with a CR still to come.
+            if rest.len() > MAX_LINE_BYTES + 1 {
+                replies.extend_from_slice(&too_long);
+            }
+            return replies;
+        };
+        let line = rest[..at].strip_suffix(b"\r").unwrap_or(&rest[..at]);
+        if line.len() > MAX_LINE_BYTES {
+            replies.extend_from_slice(&too_long);
+            return replies;
+        }
+        if line == b"." {
+            return replies;
+        }
+        replies.extend_from_slice(b"You sent: ");
+        replies.extend_from_slice(line);
+        replies.extend_from_slice(b"\r\n");
+        rest = &rest[at + 1..];
+    }
+}
+
 /// One runtime for all cases, with a server per delimiter running on it.
 struct Servers {
     runtime: Runtime,
     crlf: SocketAddr,
     lf: SocketAddr,
     three_bytes: SocketAddr,
+    lenient: SocketAddr,
 }
 
 fn servers() -> &'static Servers {
@@ -72,12 +103,9 @@ fn servers() -> &'static Servers {
             .enable_all()
             .build()
             .unwrap();
-        let start = |delimiter: &[u8]| {
+        let start = |delimiter: Delimiter| {
             let config = Config {
-                format: Arc::new(LineFormat::new(
-                    Delimiter::new(delimiter).unwrap(),
-                    MAX_LINE_BYTES,
-                )),
+                format: Arc::new(LineFormat::new(delimiter, MAX_LINE_BYTES)),
                 max_connections: 100,
                 idle_timeout: None,
                 log_connections: false,
@@ -89,10 +117,12 @@ fn servers() -> &'static Servers {
                 address
             })
         };
+        let exact = |bytes: &[u8]| Delimiter::new(bytes).unwrap();
         Servers {
-            crlf: start(b"\r\n"),
-            lf: start(b"\n"),
-            three_bytes: start(b"<=>"),
+            crlf: start(exact(b"\r\n")),
+            lf: start(exact(b"\n")),
+            three_bytes: start(exact(b"<=>")),
+            lenient: start(Delimiter::lenient()),
             runtime,
         }
     })
@@ -157,8 +187,16 @@ fn check(
     input: &[u8],
     cuts: &[usize],
 ) -> Result<(), TestCaseError> {
+    check_against(address, input, cuts, model(input, delimiter))
+}
+
+fn check_against(
+    address: SocketAddr,
+    input: &[u8],
+    cuts: &[usize],
+    expected: Vec<u8>,
+) -> Result<(), TestCaseError> {
     let received = send_in_chunks(address, input, cuts);
-    let expected = model(input, delimiter);
     prop_assert_eq!(
         String::from_utf8_lossy(&received),
         String::from_utf8_lossy(&expected),
@@ -195,5 +233,14 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
         check(servers().three_bytes, b"<=>", &input, &cuts)?;
+    }
+
+    /// LF, CRLF and stray CRs mixed, as `nc`, `telnet` and scripts send.
+    #[test]
+    fn lenient_server_matches_the_model(
+        input in stream_for(b"\r\n"),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        check_against(servers().lenient, &input, &cuts, lenient_model(&input))?;
     }
 }
