@@ -1,9 +1,11 @@
 //! The echo server: binds, accepts connections up to the limit, survives
 //! accept errors, and shuts down gracefully. Opening the listening sockets
-//! is in [`bind`]; what happens on one connection is in [`connection`].
+//! is in [`bind`]; one connection's transport is in [`connection`], and
+//! what it answers in `echo`.
 
 pub mod bind;
 pub mod connection;
+mod echo;
 
 use std::future::Future;
 use std::io;

@@ -1,6 +1,8 @@
-//! One client connection: answers each line with `You sent: <line>`, and
-//! closes on `.`, end of input, a line over the limit, idle timeout, or
-//! server shutdown, after sending every reply it owes.
+//! One client connection's transport: reading and cutting lines, the
+//! outbox and its flush, the idle timer, the close, and the counts the log
+//! line reports. It ends on end of input, a line over the limit, idle
+//! timeout, server shutdown, or whatever the policy (`echo`) decides,
+//! after sending every reply it owes.
 
 mod close;
 
@@ -21,8 +23,9 @@ use tokio::time::{Instant, Sleep};
 use tracing::info;
 
 use super::Config;
+use super::echo;
 use crate::framing::{LineSplitter, LineTooLong};
-use crate::protocol::{self, QUIT_LINE, REPLY_PREFIX};
+use crate::protocol;
 pub use close::CLOSE_STALL;
 /// Room for the first read after a wait: small, since a connection that had
 /// to wait is usually one line at a time (a person, a ping-pong client), and
@@ -31,12 +34,12 @@ const FIRST_READ: usize = 1024;
 /// Room for each read while input keeps coming (the last read filled its
 /// buffer): large, so a pipelining client costs few system calls per line.
 const READ_CHUNK: usize = 64 * 1024;
-/// Once unsent replies reach this, they are written before any more lines
-/// are answered, and nothing more is read until they are: a client that
-/// sends without reading is slowed down, not buffered for.
-const REPLY_HIGH_WATER: usize = 128 * 1024;
-/// Room reserved past [`REPLY_HIGH_WATER`] for the reply that crosses it.
-const REPLY_HEADROOM: usize = 4 * 1024;
+/// Once the outbox holds this much, it is written before any more lines
+/// are answered, and nothing more is read until it is: a client that sends
+/// without reading is slowed down, not buffered for.
+const OUTBOX_HIGH_WATER: usize = 128 * 1024;
+/// Room reserved past [`OUTBOX_HIGH_WATER`] for the line that crosses it.
+const OUTBOX_HEADROOM: usize = 4 * 1024;
 
 /// Serves one connection from its first byte to its close, holding `slot`
 /// until the connection is closed.
@@ -52,7 +55,7 @@ pub(crate) async fn serve(
         info!("{peer} connected");
     }
     let mut connection = Connection::new(stream, config, stop);
-    let end = connection.answer_lines().await;
+    let end = echo::answer_lines(&mut connection).await;
     let hint = connection.delimiter_hint();
     connection.close(&end).await;
     // Freed before the log line says the connection is closed, so whoever
@@ -76,13 +79,13 @@ pub(crate) async fn refuse(
     }
     let message = protocol::server_full(max_connections);
     let mut connection = Connection::new(stream, config, stop);
-    connection.queue_reply(&[message.as_bytes()]);
+    connection.queue_line(&[message.as_bytes()]);
     connection.close(&End::ServerFull).await;
 }
 
 /// Why a connection ended; said in the log line when it closes.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     /// The client sent `.`.
     Quit,
     /// The client shut down its sending side (or closed).
@@ -138,13 +141,16 @@ impl fmt::Display for Stats {
     }
 }
 
-struct Connection {
+/// The transport of one connection: the socket, the lines received, the
+/// bytes to send, the idle timer, the close, and the counts for the log.
+/// What to answer is the policy's (`echo`).
+pub(super) struct Connection {
     stream: TcpStream,
     /// Received bytes, cut into lines.
-    lines: LineSplitter,
-    /// Replies not yet written; unallocated while waiting for input.
-    replies: BytesMut,
-    config: Arc<Config>,
+    pub(super) lines: LineSplitter,
+    /// Bytes to send, not yet written; unallocated while waiting for input.
+    pub(super) outbox: BytesMut,
+    pub(super) config: Arc<Config>,
     /// Changes (or closes) when the server shuts down.
     stop: watch::Receiver<()>,
     /// Only with an idle timeout.
@@ -187,7 +193,7 @@ impl Connection {
         Self {
             stream,
             lines: LineSplitter::new(Arc::clone(&config.format)),
-            replies: BytesMut::new(),
+            outbox: BytesMut::new(),
             idle_timer: config.idle_timeout.map(|timeout| IdleTimer {
                 timeout,
                 sleep: Box::pin(tokio::time::sleep(timeout)),
@@ -219,79 +225,46 @@ impl Connection {
         }
     }
 
-    /// Answers lines until the connection has to end, and says why. Replies
-    /// owed at that point are still in `replies`, for [`Self::close`].
-    async fn answer_lines(&mut self) -> End {
-        loop {
-            let all_answered = match self.answer_buffered() {
-                Ok(all_answered) => all_answered,
-                Err(end) => return end,
-            };
-            if let Err(end) = self.send_replies().await {
-                return end;
-            }
-            if all_answered && let Err(end) = self.receive().await {
-                return end;
-            }
+    /// Reserves room in the outbox for the replies to everything buffered
+    /// (twice its size covers lines of 10 bytes and more), up to the
+    /// high-water mark and a reply past it, so it rarely has to grow and
+    /// copy mid-batch. Reclaims the room already written out, if enough.
+    #[inline]
+    pub(super) fn prepare_outbox(&mut self) {
+        if self.outbox.is_empty() {
+            let estimate = 2 * self.lines.buffered().len();
+            self.outbox
+                .reserve(estimate.min(OUTBOX_HIGH_WATER + OUTBOX_HEADROOM));
         }
     }
 
-    /// Answers the complete lines already received, into `replies`. Stops
-    /// early when the replies reach [`REPLY_HIGH_WATER`]; returns whether
-    /// every complete line is answered. This is the per-line hot path: no
-    /// I/O, no allocation but the reply buffer's growth.
-    fn answer_buffered(&mut self) -> Result<bool, End> {
-        let delimiter = self.config.format.written_delimiter();
-        if self.replies.is_empty() {
-            // Room for the replies to everything buffered (twice its size
-            // covers lines of 10 bytes and more), up to the high-water mark
-            // and a reply past it, so the buffer rarely has to grow and copy
-            // mid-batch. Reclaims the room already written out, if enough.
-            let estimate = 2 * self.lines.buffered().len();
-            self.replies
-                .reserve(estimate.min(REPLY_HIGH_WATER + REPLY_HEADROOM));
-        }
-        while self.replies.len() < REPLY_HIGH_WATER {
-            match self.lines.next_received_line() {
-                Ok(None) => return Ok(true),
-                Ok(Some(received)) if received.line() == QUIT_LINE => return Err(End::Quit),
-                Ok(Some(received)) => {
-                    self.replies.extend_from_slice(REPLY_PREFIX);
-                    match received.with_written_delimiter() {
-                        Some(line_and_delimiter) => {
-                            self.replies.extend_from_slice(line_and_delimiter);
-                        }
-                        None => {
-                            self.replies.extend_from_slice(received.line());
-                            self.replies.extend_from_slice(delimiter);
-                        }
-                    }
-                    self.stats.lines += 1;
-                }
-                Err(too_long) => {
-                    let message = protocol::line_too_long(too_long.max_line_bytes);
-                    self.queue_reply(&[message.as_bytes()]);
-                    return Err(End::LineTooLong(too_long));
-                }
-            }
-        }
-        Ok(false)
+    /// Whether the outbox may take more before it must be flushed.
+    #[inline]
+    pub(super) fn outbox_has_room(&self) -> bool {
+        self.outbox.len() < OUTBOX_HIGH_WATER
+    }
+
+    /// Counts lines answered, for the close log.
+    #[inline]
+    pub(super) fn count_lines(&mut self, answered: u64) {
+        self.stats.lines += answered;
     }
 
     /// Queues one line made of `parts`, followed by the delimiter.
-    fn queue_reply(&mut self, parts: &[&[u8]]) {
+    pub(super) fn queue_line(&mut self, parts: &[&[u8]]) {
         for part in parts {
-            self.replies.extend_from_slice(part);
+            self.outbox.extend_from_slice(part);
         }
-        self.replies
+        self.outbox
             .extend_from_slice(self.config.format.written_delimiter());
     }
 
-    /// Writes every queued reply, usually in one write. With an idle timeout,
-    /// a client that takes none of them for that long ends the connection.
-    async fn send_replies(&mut self) -> Result<(), End> {
-        while !self.replies.is_empty() {
-            let write = self.stream.write_buf(&mut self.replies);
+    /// Writes everything in the outbox, usually in one write. With an idle
+    /// timeout, a client that takes none of it for that long ends the
+    /// connection.
+    pub(super) async fn flush(&mut self) -> Result<(), End> {
+        while !self.outbox.is_empty() {
+            let write = self.stream.write_buf(&mut self.outbox);
             let written = match &mut self.idle_timer {
                 None => write.await,
                 Some(timer) => tokio::select! {
@@ -314,12 +287,15 @@ impl Connection {
     /// Waits for more bytes from the client and appends them to `lines`.
     /// Holds no buffer while it waits: buffers are freed when there is
     /// nothing to read, and reserved again once there is.
-    async fn receive(&mut self) -> Result<(), End> {
-        debug_assert!(self.replies.is_empty(), "replies are sent before reading");
+    pub(super) async fn receive(&mut self) -> Result<(), End> {
+        debug_assert!(
+            self.outbox.is_empty(),
+            "the outbox is flushed before reading"
+        );
         let Self {
             stream,
             lines,
-            replies,
+            outbox,
             stop,
             idle_timer,
             streaming,
@@ -340,9 +316,9 @@ impl Connection {
                 }
             }
             // Nothing to read: the wait may be long, so free the buffers.
-            // `replies` is empty here: all replies were sent before reading.
+            // The outbox is empty here: it is flushed before reading.
             lines.release_if_empty();
-            *replies = BytesMut::new();
+            *outbox = BytesMut::new();
             *streaming = false;
             Poll::Pending
         });
@@ -351,7 +327,7 @@ impl Connection {
             _ = stop.changed() => return Err(End::ShuttingDown),
             timeout = idle_expiry(idle_timer) => {
                 let message = protocol::idle(timeout);
-                self.queue_reply(&[message.as_bytes()]);
+                self.queue_line(&[message.as_bytes()]);
                 return Err(End::Idle(timeout));
             }
             received = read => received,

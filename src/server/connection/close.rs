@@ -37,7 +37,7 @@ impl Connection {
         }
         let Self {
             stream,
-            replies,
+            outbox,
             stats,
             stop,
             ..
@@ -50,7 +50,7 @@ impl Connection {
         let mut unacknowledged = usize::MAX;
         let mut last_progress = Instant::now();
         loop {
-            if output_open && replies.is_empty() {
+            if output_open && outbox.is_empty() {
                 if output.shutdown().await.is_err() {
                     return;
                 }
@@ -61,7 +61,7 @@ impl Connection {
                 return;
             }
             tokio::select! {
-                written = output.write_buf(replies), if output_open => match written {
+                written = output.write_buf(outbox), if output_open => match written {
                     Ok(count @ 1..) => {
                         stats.bytes_out += count as u64;
                         stats.writes += 1;
