@@ -11,20 +11,7 @@ use tokio::process::Command;
 /// Runs `program ARGS` with `input` on stdin, without the test helpers'
 /// `--host` and `--port`.
 async fn run(program: &str, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).await.unwrap();
-    drop(stdin);
-    within("the program to exit", child.wait_with_output())
-        .await
-        .unwrap()
+    run_with_input(Command::new(program).args(args), input).await
 }
 
 #[tokio::test]

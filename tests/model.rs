@@ -20,28 +20,66 @@ use tokio::runtime::Runtime;
 const MAX_LINE_BYTES: usize = 16;
 
 /// What the server must send back for `input`, sent whole and followed by
-/// the end of input. The connection is closed after it in every case.
+/// the end of input, when lines end with `delimiter`. The connection is
+/// closed after it in every case.
 fn model(input: &[u8], delimiter: &[u8]) -> Vec<u8> {
+    let next_line = |rest: &[u8]| {
+        let at = rest
+            .windows(delimiter.len())
+            .position(|window| window == delimiter)?;
+        Some((at, at + delimiter.len()))
+    };
+    model_by(
+        input,
+        next_line,
+        delimiter,
+        MAX_LINE_BYTES + delimiter.len() - 1,
+    )
+}
+
+/// The same with `--delimiter lenient`: lines end at LF, a CR just before
+/// it is not part of the line (nor counted in its length), and every reply
+/// ends with CRLF.
+fn lenient_model(input: &[u8]) -> Vec<u8> {
+    let next_line = |rest: &[u8]| {
+        let at = rest.iter().position(|&byte| byte == b'\n')?;
+        let line_len = if at > 0 && rest[at - 1] == b'\r' {
+            at - 1
+        } else {
+            at
+        };
+        Some((line_len, at + 1))
+    };
+    // Refused once a tail cannot fit even with a CR still to come.
+    model_by(input, next_line, b"\r\n", MAX_LINE_BYTES + 1)
+}
+
+/// The protocol written plainly: `next_line` gives the length of the next
+/// whole line and how many bytes it takes with its ending; replies end with
+/// `written`; a tail with no ending longer than `longest_tail` is refused.
+fn model_by(
+    input: &[u8],
+    next_line: impl Fn(&[u8]) -> Option<(usize, usize)>,
+    written: &[u8],
+    longest_tail: usize,
+) -> Vec<u8> {
     let too_long = [
         format!("error: line exceeds {MAX_LINE_BYTES} bytes").as_bytes(),
-        delimiter,
+        written,
     ]
     .concat();
     let mut replies = Vec::new();
     let mut rest = input;
     loop {
-        let Some(at) = rest
-            .windows(delimiter.len())
-            .position(|window| window == delimiter)
-        else {
+        let Some((line_len, taken)) = next_line(rest) else {
             // No more whole lines: a fragment that can no longer be short
             // enough is refused; a shorter one is dropped at the end of input.
-            if rest.len() > MAX_LINE_BYTES + delimiter.len() - 1 {
+            if rest.len() > longest_tail {
                 replies.extend_from_slice(&too_long);
             }
             return replies;
         };
-        let line = &rest[..at];
+        let line = &rest[..line_len];
         if line.len() > MAX_LINE_BYTES {
             replies.extend_from_slice(&too_long);
             return replies;
@@ -51,38 +89,8 @@ fn model(input: &[u8], delimiter: &[u8]) -> Vec<u8> {
         }
         replies.extend_from_slice(b"You sent: ");
         replies.extend_from_slice(line);
-        replies.extend_from_slice(delimiter);
-        rest = &rest[at + delimiter.len()..];
-    }
-}
-
-/// What a server with `--delimiter lenient` must send back for `input`:
-/// lines end at LF, a CR just before it is not part of the line (nor
-/// counted in its length), and every reply ends with CRLF.
-fn lenient_model(input: &[u8]) -> Vec<u8> {
-    let too_long = format!("error: line exceeds {MAX_LINE_BYTES} bytes\r\n").into_bytes();
-    let mut replies = Vec::new();
-    let mut rest = input;
-    loop {
-        let Some(at) = rest.iter().position(|&byte| byte == b'\n') else {
-            // Refused once it cannot fit even with a CR still to come.
-            if rest.len() > MAX_LINE_BYTES + 1 {
-                replies.extend_from_slice(&too_long);
-            }
-            return replies;
-        };
-        let line = rest[..at].strip_suffix(b"\r").unwrap_or(&rest[..at]);
-        if line.len() > MAX_LINE_BYTES {
-            replies.extend_from_slice(&too_long);
-            return replies;
-        }
-        if line == b"." {
-            return replies;
-        }
-        replies.extend_from_slice(b"You sent: ");
-        replies.extend_from_slice(line);
-        replies.extend_from_slice(b"\r\n");
-        rest = &rest[at + 1..];
+        replies.extend_from_slice(written);
+        rest = &rest[taken..];
     }
 }
 

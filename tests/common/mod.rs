@@ -246,7 +246,19 @@ pub fn client(address: SocketAddr, args: &[&str]) -> Command {
 /// Runs `chat-client` with `input` on stdin (then EOF) and returns what it
 /// printed and how it exited.
 pub async fn run_client(address: SocketAddr, args: &[&str], input: &[u8]) -> Output {
-    let mut child = client(address, args).spawn().expect("chat-client starts");
+    run_with_input(&mut client(address, args), input).await
+}
+
+/// Runs `command` with `input` on stdin (then EOF) and returns what it
+/// printed and how it exited.
+pub async fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the program starts");
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_vec();
     // Written concurrently with reading the output, so a large input cannot
@@ -254,9 +266,9 @@ pub async fn run_client(address: SocketAddr, args: &[&str], input: &[u8]) -> Out
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&input).await;
     });
-    let output = within("chat-client to exit", child.wait_with_output())
+    let output = within("the program to exit", child.wait_with_output())
         .await
-        .expect("waiting for chat-client");
+        .expect("waiting for the program");
     writer.await.expect("the stdin writer finishes");
     output
 }
