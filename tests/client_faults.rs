@@ -144,7 +144,8 @@ async fn read_all(mut stderr: tokio::process::ChildStderr) -> String {
 #[tokio::test]
 async fn a_server_that_does_not_answer_the_connection_attempt_times_out() {
     // A backlog of one, filled: the kernel drops further connection
-    // attempts without an answer, as a firewall does.
+    // attempts without an answer, as a firewall does (on loopback, so it
+    // runs wherever the tests do).
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = socket.listen(0).unwrap();
@@ -159,6 +160,39 @@ async fn a_server_that_does_not_answer_the_connection_attempt_times_out() {
         String::from_utf8_lossy(&output.stderr).trim_end(),
         format!("chat-client: error: connecting to {address}: no answer within 0.5s")
     );
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+}
+
+/// The address of a host that never answers, on a link this test makes in
+/// a network namespace of its own: packets to it leave on a virtual cable
+/// whose far end is down, so a connection attempt gets no answer at all.
+const SILENT_HOST: &str = "192.0.2.2";
+
+#[tokio::test]
+async fn a_host_that_drops_the_connection_attempt_times_out() {
+    // In a new network namespace (`unshare`, util-linux; `ip`, iproute2):
+    // only loopback and the test's own cable exist there.
+    let script = format!(
+        "ip link set lo up && \
+         ip link add host0 type veth peer name host1 && \
+         ip addr add 192.0.2.1/24 dev host0 && ip link set host0 up && \
+         ip neigh add {SILENT_HOST} lladdr 02:00:00:00:00:02 dev host0 nud permanent && \
+         exec \"$0\" {SILENT_HOST} 8007 --connect-timeout 0.5"
+    );
+    let started = Instant::now();
+    let output = run_with_input(
+        tokio::process::Command::new("unshare").args(["--net", "sh", "-c", &script, CLIENT]),
+        b"",
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("chat-client: error: connecting to {SILENT_HOST}:8007: no answer within 0.5s"),
+        "(the test needs root, util-linux's unshare and iproute2's ip)"
+    );
+    assert_eq!(output.status.code(), Some(1));
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
 }
 
