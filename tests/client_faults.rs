@@ -170,8 +170,9 @@ const SILENT_HOST: &str = "192.0.2.2";
 
 #[tokio::test]
 async fn a_host_that_drops_the_connection_attempt_times_out() {
-    // In a new network namespace (`unshare`, util-linux; `ip`, iproute2):
-    // only loopback and the test's own cable exist there.
+    // In new user and network namespaces (`unshare`, util-linux; `ip`,
+    // iproute2), so no privilege is needed; only loopback and the test's
+    // own cable exist there.
     let script = format!(
         "ip link set lo up && \
          ip link add host0 type veth peer name host1 && \
@@ -181,7 +182,15 @@ async fn a_host_that_drops_the_connection_attempt_times_out() {
     );
     let started = Instant::now();
     let output = run_with_input(
-        tokio::process::Command::new("unshare").args(["--net", "sh", "-c", &script, CLIENT]),
+        tokio::process::Command::new("unshare").args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "sh",
+            "-c",
+            &script,
+            CLIENT,
+        ]),
         b"",
     )
     .await;
@@ -190,7 +199,7 @@ async fn a_host_that_drops_the_connection_attempt_times_out() {
     assert_eq!(
         stderr.trim_end(),
         format!("chat-client: error: connecting to {SILENT_HOST}:8007: no answer within 0.5s"),
-        "(the test needs root, util-linux's unshare and iproute2's ip)"
+        "(the test needs util-linux's unshare, iproute2's ip, and user namespaces)"
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
