@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chat::server::SHUTDOWN_GRACE;
 use chat::server::connection::CLOSE_STALL;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,27 +25,33 @@ const MEGABYTE_A_SECOND: usize = 16 * 1024;
 /// [`THROTTLED_TICK`]. Fails the test on a reset: that is the reply loss
 /// this file is about.
 async fn read_throttled(reader: OwnedReadHalf, per_tick: usize) -> Vec<u8> {
-    read_throttled_telling(reader, per_tick, watch::channel(0).0).await
+    let (received, ended) = read_throttled_telling(reader, per_tick, watch::channel(0).0).await;
+    if let Err(error) = ended {
+        panic!("after {} bytes of replies: {error}", received.len());
+    }
+    received
 }
 
-/// As [`read_throttled`], saying in `progress` how much it has read.
+/// As [`read_throttled`], saying in `progress` how much it has read, and
+/// returning how the connection ended (a clean close, or the error) with
+/// what it received.
 async fn read_throttled_telling(
     mut reader: OwnedReadHalf,
     per_tick: usize,
     progress: watch::Sender<usize>,
-) -> Vec<u8> {
+) -> (Vec<u8>, std::io::Result<()>) {
     let mut received = Vec::new();
     let mut chunk = vec![0; per_tick];
     let mut ticks = tokio::time::interval(THROTTLED_TICK);
     loop {
         ticks.tick().await;
         match reader.read(&mut chunk).await {
-            Ok(0) => return received,
+            Ok(0) => return (received, Ok(())),
             Ok(count) => {
                 received.extend_from_slice(&chunk[..count]);
                 progress.send_replace(received.len());
             }
-            Err(error) => panic!("after {} bytes of replies: {error}", received.len()),
+            Err(error) => return (received, Err(error)),
         }
     }
 }
@@ -146,33 +153,44 @@ async fn at_shutdown_slow_readers_that_keep_sending_get_every_reply_owed() {
     }
     server.signal("TERM").await;
 
-    let mut log = Vec::new();
+    let mut received = Vec::new();
     for (local, reading, sending) in clients {
-        let received = within("the replies", reading).await.unwrap();
+        received.push((local, within("the replies", reading).await.unwrap()));
         sending.abort();
-        let prefix = format!("{local} closed");
-        let closed = match log
-            .iter()
-            .position(|line: &String| line.starts_with(&prefix))
-        {
-            Some(at) => log.swap_remove(at),
-            None => loop {
-                let line = server.wait_for_log("a close", |_| true).await;
-                if line.starts_with(&prefix) {
-                    break line;
-                }
-                log.push(line);
-            },
-        };
-        assert!(closed.contains("(server shutting down)"), "{closed}");
-        let answered = log_field(&closed, "lines") as usize;
-        assert!(
-            received == replies_to(&lines[..answered]),
-            "{local}: {} bytes received, not the replies to the first {answered} lines",
-            received.len()
-        );
     }
     assert!(server.exit_within(Duration::from_secs(5)).await.success());
+    let log = server.rest_of_log().await;
+    // A connection the log says was closed got every reply it was counted
+    // as answering, and a clean close. One still open when the grace period
+    // ended (its reader too slow for it, on a loaded machine) was cut, and
+    // the log says so.
+    let mut closed_cleanly = 0;
+    for (local, (bytes, ended)) in received {
+        let prefix = format!("{local} closed");
+        match log.iter().find(|line| line.starts_with(&prefix)) {
+            Some(closed) => {
+                assert!(closed.contains("(server shutting down)"), "{closed}");
+                let answered = log_field(closed, "lines") as usize;
+                assert!(
+                    ended.is_ok() && bytes == replies_to(&lines[..answered]),
+                    "{local}: {} bytes received ({ended:?}), not the replies to the first \
+                     {answered} lines",
+                    bytes.len()
+                );
+                closed_cleanly += 1;
+            }
+            None => assert!(
+                log.iter().any(|line| line.starts_with("closing ")
+                    && line.ends_with(&format!("still open after {SHUTDOWN_GRACE:?}"))),
+                "{local} was neither closed nor cut at the end of the grace period"
+            ),
+        }
+    }
+    // Unloaded, every one of them; each, at 2 MB/s, needs 1-2 s.
+    assert!(
+        closed_cleanly > 0,
+        "no connection closed within the grace period"
+    );
 }
 
 #[tokio::test]
