@@ -61,9 +61,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {address}"))?;
     // Lines are batched by hand, so Nagle's delay would only add latency.
-    stream
-        .set_nodelay(true)
-        .with_context(|| format!("configuring the connection to {address}"))?;
+    // A socket that refuses it has already failed, and reading says how.
+    let _ = stream.set_nodelay(true);
     let server = stream.peer_addr().map_or(address, |peer| peer.to_string());
 
     let on_terminal = io::stdin().is_terminal();
