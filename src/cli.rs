@@ -17,6 +17,10 @@ pub const LARGEST_MAX_LINE_BYTES: usize = 1 << 30;
 pub const LARGEST_MAX_CONNECTIONS: usize = 1_000_000;
 pub const LONGEST_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const LONGEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const LARGEST_SENDQ: usize = 1 << 30;
+/// Below this, a member's own `/who` answer could cut it as too slow.
+pub const SMALLEST_SENDQ: usize = 1024;
+pub const LARGEST_MAX_RATE: u32 = 1_000_000;
 /// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
 pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
 
@@ -32,9 +36,16 @@ pub struct LineOptions {
     /// Line delimiter: crlf; lf; lenient (a line ends at LF, a CR before it
     /// is dropped, lines sent end with CRLF: for nc without -C, telnet and
     /// scripts); or a literal string with the escapes \r \n \t \0 \\ \xNN.
-    /// Both ends must agree
-    #[arg(long, value_name = "DELIM", default_value = "crlf")]
-    pub delimiter: Delimiter,
+    /// Both ends must agree [default: crlf; lenient for chat-server --chat]
+    #[arg(long, value_name = "DELIM")]
+    pub delimiter: Option<Delimiter>,
+}
+
+impl LineOptions {
+    /// `--delimiter`, or the mode's default when it is not given.
+    pub fn delimiter_or(&self, default: Delimiter) -> Delimiter {
+        self.delimiter.clone().unwrap_or(default)
+    }
 }
 
 /// `host:port`, with an IPv6 address in brackets, for messages.
@@ -61,10 +72,23 @@ pub fn host(text: &str) -> Result<String, String> {
 
 /// A parser for a count from 1 to `max`, such as `--max-line-bytes`.
 pub fn count_up_to(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    count_between(1, max)
+}
+
+/// A parser for a count from `min` to `max`, such as `--sendq`.
+pub fn count_between(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
     move |text| match text.parse::<usize>() {
-        Ok(count) if (1..=max).contains(&count) => Ok(count),
-        Ok(_) => Err(format!("must be from 1 to {max}")),
+        Ok(count) if (min..=max).contains(&count) => Ok(count),
+        Ok(_) => Err(format!("must be from {min} to {max}")),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A parser for a rate: `0` (no limit) or up to `max` a second.
+pub fn rate_up_to(max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone {
+    move |text| match text.parse::<u32>() {
+        Ok(rate) if rate <= max => Ok(rate),
+        _ => Err(format!("must be a whole number from 0 (no limit) to {max}")),
     }
 }
 

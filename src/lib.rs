@@ -5,10 +5,11 @@
 //! - [`framing`]: cuts a byte stream into lines; the only place that does.
 //! - [`delimiter`]: how a line ends, as `--delimiter` says.
 //! - [`server`]: accepts connections, enforces the limits, shuts down
-//!   gracefully; [`server::connection`] answers the lines of one connection.
+//!   gracefully; [`server::connection`] is one connection's transport, and
+//!   [`server::chat`] the chat mode (`--chat`) served through it.
 //! - [`client`]: sends stdin lines and prints the replies until the server
 //!   closes the connection.
-//! - [`protocol`]: every text the server puts on the wire.
+//! - [`protocol`]: every text the server puts on the wire, in both modes.
 //! - [`log`]: the server's log, which never blocks it.
 //! - [`cli`]: what both command lines share.
 //!

@@ -1,6 +1,9 @@
 //! Every text the server puts on the wire, in one place: changing a log line
 //! or an error message elsewhere can never change the protocol by accident.
-//! Each line here is sent followed by the connection's delimiter.
+//! Each line here is sent followed by the connection's delimiter. Chat
+//! mode's texts are in [`chat`].
+
+pub mod chat;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! what it answers in `echo`.
 
 pub mod bind;
+pub mod chat;
 pub mod connection;
 mod echo;
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Logs a line on stderr when a connection opens and when it closes.
     pub log_connections: bool,
+    /// Chat mode's settings; echo mode without them.
+    pub chat: Option<chat::Settings>,
 }
 
 /// Runs the server as the `chat-server` command does: binds every address
@@ -102,6 +105,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let hub = config.chat.as_ref().map(|settings| {
+        Arc::new(chat::Hub::new(
+            settings.clone(),
+            config.format.written_delimiter(),
+        ))
+    });
     // A connection holds a slot for its whole life; none left means full.
     let slots = Arc::new(Semaphore::new(config.max_connections));
     // Dropping the sender tells every connection to stop reading.
@@ -122,7 +131,7 @@ pub async fn run(
                     backoff = ACCEPT_BACKOFF_FIRST;
                     match Arc::clone(&slots).try_acquire_owned() {
                         Ok(slot) => connections.spawn(connection::serve(
-                            stream, peer, slot, Arc::clone(&config), stop.clone(),
+                            stream, peer, slot, Arc::clone(&config), hub.clone(), stop.clone(),
                         )),
                         Err(_) => connections.spawn(connection::refuse(
                             stream, peer, Arc::clone(&config), stop.clone(),

@@ -117,6 +117,7 @@ fn servers() -> &'static Servers {
                 max_connections: 100,
                 idle_timeout: None,
                 log_connections: false,
+                chat: None,
             };
             runtime.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

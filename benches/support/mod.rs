@@ -26,6 +26,7 @@ pub fn server_config() -> Config {
         max_connections: server::DEFAULT_MAX_CONNECTIONS,
         idle_timeout: None,
         log_connections: false,
+        chat: None,
     }
 }
 

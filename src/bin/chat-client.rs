@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chat::cli;
 use chat::client;
+use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use clap::Parser;
 
@@ -61,7 +62,10 @@ async fn connect(args: Args) -> anyhow::Result<()> {
     let config = client::Config {
         host: args.host_argument.unwrap_or(args.host),
         port: args.port_argument.unwrap_or(args.lines.port),
-        format: Arc::new(LineFormat::new(args.lines.delimiter, args.max_line_bytes)),
+        format: Arc::new(LineFormat::new(
+            args.lines.delimiter_or(Delimiter::crlf()),
+            args.max_line_bytes,
+        )),
         connect_timeout: args.connect_timeout.as_limit(),
     };
     client::run(config).await

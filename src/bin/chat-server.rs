@@ -1,17 +1,21 @@
 //! `chat-server`: answers every line with `You sent: <line>` and closes the
-//! connection on a `.` line. Parses the flags and calls [`chat::server`].
+//! connection on a `.` line; with `--chat`, a chat server. Parses the flags
+//! and calls [`chat::server`].
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chat::cli;
+use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server;
+use chat::server::chat as chat_mode;
 use clap::Parser;
 
 /// A line-based TCP echo server: answers every line with "You sent: LINE"
-/// and closes the connection on a "." line.
+/// and closes the connection on a "." line. With --chat, a chat server:
+/// nicks, rooms and commands, for nc, telnet and chat-client users.
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version, after_help = EXAMPLES)]
 struct Args {
@@ -55,6 +59,34 @@ struct Args {
     /// Do not log a line per connection opened and closed
     #[arg(long)]
     quiet: bool,
+
+    /// Chat mode: what one member sends, the others in its room receive
+    #[arg(long)]
+    chat: bool,
+
+    /// Chat mode: the room every member starts in
+    #[arg(long, value_name = "NAME", default_value = chat_mode::DEFAULT_ROOM,
+          value_parser = room, requires = "chat")]
+    room: String,
+
+    /// Chat mode: once more than this many bytes wait for a member that is
+    /// not reading, it gets "error: too slow" and is closed
+    #[arg(long, value_name = "BYTES", default_value_t = chat_mode::DEFAULT_SENDQ,
+          value_parser = cli::count_between(cli::SMALLEST_SENDQ, cli::LARGEST_SENDQ),
+          requires = "chat")]
+    sendq: usize,
+
+    /// Chat mode: lines a second a member may send (in bursts of as many);
+    /// a faster one is read more slowly, never cut. 0 means no limit
+    #[arg(long, value_name = "LINES", default_value_t = chat_mode::DEFAULT_MAX_RATE,
+          value_parser = cli::rate_up_to(cli::LARGEST_MAX_RATE), requires = "chat")]
+    max_rate: u32,
+}
+
+/// Parses `--room`: a valid room name, `#` optional.
+fn room(text: &str) -> Result<String, String> {
+    chat_mode::names::room(text.as_bytes())
+        .ok_or_else(|| "a room name is 1-32 of a-z 0-9 - _".to_string())
 }
 
 const EXAMPLES: &str = "\
@@ -64,7 +96,9 @@ Examples:
   printf 'a\\nb\\n' | chat-client    send two lines, print both replies
   chat-server --port 0             let the system pick a free port
   nc -C localhost 8007             any TCP client works; -C sends CRLF
-  chat-server --delimiter lenient  accept plain nc and telnet line ends";
+  chat-server --delimiter lenient  accept plain nc and telnet line ends
+  chat-server --chat               a chat: every chat-client, nc or telnet
+                                   connected talks to the others";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -75,11 +109,22 @@ fn main() -> ExitCode {
 async fn serve(args: Args) -> anyhow::Result<()> {
     // Held to the end: dropping it writes the log's last lines.
     let _log = chat::log::init()?;
+    let default_delimiter = if args.chat {
+        Delimiter::lenient()
+    } else {
+        Delimiter::crlf()
+    };
+    let delimiter = args.lines.delimiter_or(default_delimiter);
     let config = server::Config {
-        format: Arc::new(LineFormat::new(args.lines.delimiter, args.max_line_bytes)),
+        format: Arc::new(LineFormat::new(delimiter, args.max_line_bytes)),
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout.as_limit(),
         log_connections: !args.quiet,
+        chat: args.chat.then(|| chat_mode::Settings {
+            room: args.room,
+            sendq: args.sendq,
+            max_rate: (args.max_rate > 0).then_some(args.max_rate),
+        }),
     };
     let options = server::ListenOptions {
         reuse_port: args.reuse_port,

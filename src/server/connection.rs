@@ -1,10 +1,11 @@
 //! One client connection's transport: reading and cutting lines, the
 //! outbox and its flush, the idle timer, the close, and the counts the log
 //! line reports. It ends on end of input, a line over the limit, idle
-//! timeout, server shutdown, or whatever the policy (`echo`) decides,
-//! after sending every reply it owes.
+//! timeout, server shutdown, or whatever the policy (`echo` or `chat`)
+//! decides, after sending every reply it owes.
 
 mod close;
+mod queued;
 
 use std::fmt;
 use std::future::Future;
@@ -22,11 +23,12 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::info;
 
-use super::Config;
-use super::echo;
+use super::chat::Hub;
+use super::{Config, chat, echo};
 use crate::framing::{LineSplitter, LineTooLong};
 use crate::protocol;
 pub use close::CLOSE_STALL;
+pub(crate) use queued::{SendQueue, Wake};
 /// Room for the first read after a wait: small, since a connection that had
 /// to wait is usually one line at a time (a person, a ping-pong client), and
 /// its buffer is allocated anew after every wait.
@@ -42,12 +44,14 @@ const OUTBOX_HIGH_WATER: usize = 128 * 1024;
 const OUTBOX_HEADROOM: usize = 4 * 1024;
 
 /// Serves one connection from its first byte to its close, holding `slot`
-/// until the connection is closed.
+/// until the connection is closed: echoes its lines, or, given a chat's
+/// `hub`, makes it a member.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
+    hub: Option<Arc<Hub>>,
     stop: watch::Receiver<()>,
 ) {
     let logging = config.log_connections;
@@ -55,7 +59,12 @@ pub(crate) async fn serve(
         info!("{peer} connected");
     }
     let mut connection = Connection::new(stream, config, stop);
-    let end = echo::answer_lines(&mut connection).await;
+    let end = match hub {
+        None => echo::answer_lines(&mut connection).await,
+        // Boxed, so an echo connection's task is not as large as a chat
+        // member's.
+        Some(hub) => Box::pin(chat::take_part(&mut connection, &hub)).await,
+    };
     let hint = connection.delimiter_hint();
     connection.close(&end).await;
     // Freed before the log line says the connection is closed, so whoever
@@ -97,6 +106,10 @@ pub(super) enum End {
     NotReading(Duration),
     ShuttingDown,
     ServerFull,
+    /// A chat member let more than `sendq` bytes wait for it.
+    TooSlow {
+        sendq: usize,
+    },
     /// A reset or other socket error: nothing more can be sent.
     Failed(io::Error),
 }
@@ -111,6 +124,7 @@ impl fmt::Display for End {
             End::NotReading(timeout) => write!(f, "client read nothing for {timeout:?}"),
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull => write!(f, "server full"),
+            End::TooSlow { sendq } => write!(f, "too slow: more than {sendq} bytes unread"),
             End::Failed(error) => write!(f, "{error}"),
         }
     }

@@ -1,0 +1,276 @@
+//! The chat policy (`chat-server --chat`): each connection is a member with
+//! a nick, in one room; what it says goes to the others in the room. The
+//! shared state is the [`Hub`]; what reaches a member waits in its
+//! `mailbox` (bounded by `--sendq`); `--max-rate` is a token bucket
+//! (`rate`). Wire texts are in [`crate::protocol::chat`].
+
+mod command;
+mod escape;
+mod hub;
+mod mailbox;
+pub mod names;
+mod rate;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::connection::{Connection, End, SendQueue, Wake};
+use crate::protocol::{self, chat as text};
+use command::Input;
+pub use hub::Hub;
+use hub::MemberId;
+use mailbox::Mailbox;
+use rate::TokenBucket;
+
+pub const DEFAULT_ROOM: &str = "lobby";
+/// `--sendq`: what may wait for a member before it is cut as too slow.
+pub const DEFAULT_SENDQ: usize = 256 * 1024;
+/// `--max-rate`: lines a second a member may send, in bursts of as many.
+pub const DEFAULT_MAX_RATE: u32 = 20;
+/// A member's consecutive lines are sent to the room in batches of about
+/// this many bytes: one buffer shared by every member, one write each.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// How chat mode is run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where members start (a valid room name, folded).
+    pub room: String,
+    /// Bytes that may wait for a member before it is cut.
+    pub sendq: usize,
+    /// Lines a second a member may send; `None` for no limit.
+    pub max_rate: Option<u32>,
+}
+
+/// Makes the connection a member of the chat until it leaves, and says why
+/// it did. What it is still owed is in the connection's outbox, for the
+/// close.
+pub(super) async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
+    let mailbox = Arc::new(Mailbox::new(hub.settings().sendq));
+    let (id, nick) = hub.arrive(Arc::clone(&mailbox));
+    let mut member = Member {
+        id,
+        nick,
+        hub,
+        rate: hub.settings().max_rate.map(TokenBucket::new),
+        mailbox,
+        queue: SendQueue::default(),
+        quit_reason: None,
+    };
+    let end = member.talk(connection).await;
+    let why = member.why_left(&end);
+    hub.leave(id, why.as_deref(), matches!(end, End::ShuttingDown));
+    member.hand_over(connection, &end);
+    end
+}
+
+/// One member, as its own connection's task sees it.
+struct Member<'a> {
+    id: MemberId,
+    /// Kept here too, since only this task changes it.
+    nick: String,
+    hub: &'a Hub,
+    /// Only with `--max-rate`.
+    rate: Option<TokenBucket>,
+    mailbox: Arc<Mailbox>,
+    /// Taken from the mailbox, being written.
+    queue: SendQueue,
+    /// `/quit REASON`, escaped.
+    quit_reason: Option<String>,
+}
+
+/// Why [`Member::handle_lines`] stopped.
+enum Handled {
+    /// Every complete line received is handled.
+    All,
+    /// Lines may be waiting, but the member is past `--max-rate`.
+    OverRate,
+}
+
+impl Member<'_> {
+    /// Handles lines, sends what arrives for the member, and waits, until
+    /// the connection has to end.
+    async fn talk(&mut self, connection: &mut Connection) -> End {
+        loop {
+            let handled = match self.handle_lines(connection) {
+                Ok(handled) => handled,
+                Err(end) => return end,
+            };
+            if self.mailbox.take(self.queue.parts()).is_err() {
+                return End::TooSlow {
+                    sendq: self.mailbox.limit(),
+                };
+            }
+            match connection.write_queued(&mut self.queue) {
+                Ok(written) => self.mailbox.written(written),
+                Err(end) => return end,
+            }
+            let over_rate = matches!(handled, Handled::OverRate);
+            let next_token = match (&self.rate, over_rate) {
+                (Some(rate), true) => Some(rate.next_token()),
+                _ => None,
+            };
+            let mailbox = &self.mailbox;
+            let arrival_or_token = async move {
+                match next_token {
+                    // Boxed: only a member over its rate holds a timer.
+                    Some(at) => {
+                        tokio::select! {
+                            () = mailbox.arrival() => {}
+                            () = Box::pin(tokio::time::sleep_until(at)) => {}
+                        }
+                    }
+                    None => mailbox.arrival().await,
+                }
+            };
+            let write = !self.queue.is_empty();
+            match connection.wait(!over_rate, write, arrival_or_token).await {
+                Ok(Wake::Received | Wake::Writable | Wake::Other(())) => {}
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Handles the complete lines received, as many as `--max-rate` allows.
+    /// Consecutive chat lines go to the room as one batch.
+    fn handle_lines(&mut self, connection: &mut Connection) -> Result<Handled, End> {
+        let mut batch = BytesMut::new();
+        let mut handled = 0;
+        let result = loop {
+            if self.rate.as_ref().is_some_and(|rate| !rate.has_token()) {
+                break Ok(Handled::OverRate);
+            }
+            let buffered = connection.lines.buffered().len();
+            let line = match connection.lines.next_line() {
+                Ok(None) => break Ok(Handled::All),
+                Ok(Some(line)) => line,
+                Err(too_long) => break Err(End::LineTooLong(too_long)),
+            };
+            if let Some(rate) = &mut self.rate {
+                rate.take();
+            }
+            handled += 1;
+            let input = Input::parse(line);
+            match input {
+                Input::Say(said) => {
+                    self.reserve_batch(&mut batch, buffered);
+                    text::said_prefix(&mut batch, &self.nick);
+                    escape::escape_into(&mut batch, said);
+                    batch.extend_from_slice(self.hub.delimiter());
+                }
+                Input::Action(action) if !action.is_empty() => {
+                    self.reserve_batch(&mut batch, buffered);
+                    text::action_prefix(&mut batch, &self.nick);
+                    escape::escape_into(&mut batch, action);
+                    batch.extend_from_slice(self.hub.delimiter());
+                }
+                Input::Nothing => {}
+                command => {
+                    self.post(&mut batch);
+                    if let Err(end) = self.obey(command) {
+                        break Err(end);
+                    }
+                }
+            }
+            if batch.len() >= BATCH_BYTES {
+                self.post(&mut batch);
+            }
+        };
+        self.post(&mut batch);
+        connection.count_lines(handled);
+        result
+    }
+
+    /// Room for a batch of lines: about what is buffered, within a batch.
+    fn reserve_batch(&self, batch: &mut BytesMut, buffered: usize) {
+        if batch.is_empty() {
+            batch.reserve((buffered + buffered / 4 + 256).min(BATCH_BYTES + 1024));
+        }
+    }
+
+    /// Sends the batch to the room, as one buffer every member shares.
+    fn post(&self, batch: &mut BytesMut) {
+        if !batch.is_empty() {
+            self.hub.post(self.id, std::mem::take(batch).freeze());
+        }
+    }
+
+    /// Carries out a command; `Err` if it ends the connection.
+    fn obey(&mut self, input: Input<'_>) -> Result<(), End> {
+        match input {
+            Input::Nick(name) => match names::nick(name) {
+                Some(nick) => match self.hub.rename(self.id, nick) {
+                    Ok(()) => self.nick = nick.to_string(),
+                    Err(error) => self.tell(&[error]),
+                },
+                None => self.tell(&[text::BAD_NICK]),
+            },
+            Input::Join(room) => match names::room(room) {
+                Some(room) => self.hub.join(self.id, &room),
+                None => self.tell(&[text::BAD_ROOM]),
+            },
+            Input::Who => self.hub.who(self.id),
+            Input::Rooms => self.hub.rooms(self.id),
+            Input::Message { to, text: message } => {
+                if to.is_empty() || message.is_empty() {
+                    self.tell(&[text::MSG_NEEDS_TEXT]);
+                } else {
+                    self.hub.message(self.id, to, message);
+                }
+            }
+            Input::Action(_) => self.tell(&[text::ME_NEEDS_TEXT]),
+            Input::Help => self.tell(&text::HELP),
+            Input::Unknown(command) => {
+                self.tell(&[text::unknown_command(&escape::escaped(command))]);
+            }
+            Input::Quit(reason) => {
+                self.quit_reason = reason.map(escape::escaped);
+                return Err(End::Quit);
+            }
+            Input::Say(_) | Input::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Sends the member lines of its own (answers, errors).
+    fn tell<S: AsRef<str>>(&self, lines: &[S]) {
+        self.mailbox.push(self.hub.lines(lines));
+    }
+
+    /// Why the member left, as the room is told it.
+    fn why_left(&self, end: &End) -> Option<String> {
+        let why = match end {
+            End::Quit => return self.quit_reason.clone(),
+            End::LineTooLong(_) => text::LEFT_LINE_TOO_LONG,
+            End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
+            End::TooSlow { .. } => text::LEFT_TOO_SLOW,
+            End::Failed(_) => text::LEFT_CONNECTION_LOST,
+            End::ClientClosed | End::ShuttingDown | End::ServerFull => return None,
+        };
+        Some(why.to_string())
+    }
+
+    /// Puts what the member is still owed, and the line that says why it is
+    /// closed, in the connection's outbox for the close. A member too slow
+    /// gets only the end of a part already started, then the error line.
+    fn hand_over(&mut self, connection: &mut Connection, end: &End) {
+        let last_line = match end {
+            End::LineTooLong(too_long) => Some(protocol::line_too_long(too_long.max_line_bytes)),
+            End::Idle(timeout) => Some(protocol::idle(*timeout)),
+            End::TooSlow { sendq } => Some(text::too_slow(*sendq)),
+            End::ShuttingDown => Some(text::SHUTTING_DOWN.to_string()),
+            _ => None,
+        };
+        if matches!(end, End::TooSlow { .. }) {
+            self.queue.keep_only_started();
+        } else {
+            // After leaving, nothing more arrives: the rest is all there is.
+            let _ = self.mailbox.take(self.queue.parts());
+        }
+        self.queue.move_into(&mut connection.outbox);
+        if let Some(line) = last_line {
+            connection.queue_line(&[line.as_bytes()]);
+        }
+    }
+}

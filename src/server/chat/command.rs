@@ -1,0 +1,122 @@
+//! What a member's line asks for: a chat line, a command, or leaving. Pure
+//! parsing on byte slices; what each one does is the member's and the
+//! hub's.
+
+use crate::protocol::QUIT_LINE;
+use crate::protocol::chat::COMMAND_PREFIX;
+
+/// One line from a member, parsed. Arguments are the bytes as sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Nothing to do: an empty line.
+    Nothing,
+    /// Text for the room (`//text` arrives here as `/text`).
+    Say(&'a [u8]),
+    /// `/me TEXT`.
+    Action(&'a [u8]),
+    /// `/nick NAME`.
+    Nick(&'a [u8]),
+    /// `/join ROOM`.
+    Join(&'a [u8]),
+    Who,
+    Rooms,
+    /// `/msg NICK TEXT`.
+    Message {
+        to: &'a [u8],
+        text: &'a [u8],
+    },
+    /// `/quit [REASON]` or `.`.
+    Quit(Option<&'a [u8]>),
+    Help,
+    /// A command nobody knows, as typed (`/foo`).
+    Unknown(&'a [u8]),
+}
+
+impl<'a> Input<'a> {
+    /// Parses one line (delimiter removed). Command names are
+    /// case-insensitive; spaces around arguments do not count.
+    pub fn parse(line: &'a [u8]) -> Self {
+        if line.is_empty() {
+            return Input::Nothing;
+        }
+        if line == QUIT_LINE {
+            return Input::Quit(None);
+        }
+        let Some(command) = line.strip_prefix(&[COMMAND_PREFIX]) else {
+            return Input::Say(line);
+        };
+        if command.first() == Some(&COMMAND_PREFIX) {
+            return Input::Say(command);
+        }
+        let (name, rest) = split_word(command);
+        let argument = trim(rest);
+        let lower = name.to_ascii_lowercase();
+        match lower.as_slice() {
+            b"me" => Input::Action(argument),
+            b"nick" => Input::Nick(argument),
+            b"join" => Input::Join(argument),
+            b"who" => Input::Who,
+            b"rooms" => Input::Rooms,
+            b"msg" => {
+                let (to, text) = split_word(argument);
+                Input::Message {
+                    to,
+                    text: trim(text),
+                }
+            }
+            b"quit" => Input::Quit((!argument.is_empty()).then_some(argument)),
+            b"help" => Input::Help,
+            _ => Input::Unknown(&line[..=name.len()]),
+        }
+    }
+}
+
+/// The bytes up to the first space, and the rest after it.
+fn split_word(text: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b' ', text) {
+        Some(space) => (&text[..space], &text[space + 1..]),
+        None => (text, &[]),
+    }
+}
+
+fn trim(text: &[u8]) -> &[u8] {
+    text.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Input::*;
+    use super::*;
+
+    #[test]
+    fn lines_and_commands() {
+        assert_eq!(Input::parse(b""), Nothing);
+        assert_eq!(Input::parse(b"."), Quit(None));
+        assert_eq!(Input::parse(b".."), Say(b".."));
+        assert_eq!(Input::parse(b" /who"), Say(b" /who"));
+        assert_eq!(Input::parse(b"hello"), Say(b"hello"));
+        assert_eq!(Input::parse(b"//who"), Say(b"/who"));
+        assert_eq!(Input::parse(b"//"), Say(b"/"));
+        assert_eq!(Input::parse(b"/me waves  "), Action(b"waves"));
+        assert_eq!(Input::parse(b"/me"), Action(b""));
+        assert_eq!(Input::parse(b"/ME  waves"), Action(b"waves"));
+        assert_eq!(Input::parse(b"/nick Bob"), Nick(b"Bob"));
+        assert_eq!(Input::parse(b"/join #rust"), Join(b"#rust"));
+        assert_eq!(Input::parse(b"/who"), Who);
+        assert_eq!(Input::parse(b"/rooms"), Rooms);
+        assert_eq!(
+            Input::parse(b"/msg bob  psst there"),
+            Message {
+                to: b"bob",
+                text: b"psst there"
+            }
+        );
+        assert_eq!(Input::parse(b"/msg"), Message { to: b"", text: b"" });
+        assert_eq!(Input::parse(b"/quit"), Quit(None));
+        assert_eq!(Input::parse(b"/quit gone home"), Quit(Some(b"gone home")));
+        assert_eq!(Input::parse(b"/help"), Help);
+        assert_eq!(Input::parse(b"/foo bar"), Unknown(b"/foo"));
+        assert_eq!(Input::parse(b"/meow"), Unknown(b"/meow"));
+        assert_eq!(Input::parse(b"/"), Unknown(b"/"));
+    }
+}

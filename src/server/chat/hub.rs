@@ -1,0 +1,290 @@
+//! Who is here: every member's nick, room and mailbox, and the rooms. Each
+//! change (arrive, rename, join, leave) and each line sent happens under
+//! one lock, so every member sees the same order of events. Lines are
+//! formatted once, outside the lock where they can be, and shared.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+
+use super::Settings;
+use super::escape::{escape_into, escaped};
+use super::mailbox::Mailbox;
+use super::names;
+use crate::protocol::chat as text;
+
+/// A member, for as long as it is connected; never reused.
+pub type MemberId = u64;
+
+/// The shared state of one chat server.
+#[derive(Debug)]
+pub struct Hub {
+    state: Mutex<State>,
+    settings: Settings,
+    /// Written after every line.
+    delimiter: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_member: MemberId,
+    /// The number in the next guest nick: counts up, never reused.
+    next_guest: u64,
+    members: HashMap<MemberId, Member>,
+    /// Folded nick to member: a nick is taken while it is here.
+    nicks: HashMap<String, MemberId>,
+    /// Room name to its members; a room exists while it has any.
+    rooms: BTreeMap<String, Room>,
+}
+
+#[derive(Debug)]
+struct Member {
+    nick: String,
+    room: String,
+    mailbox: Arc<Mailbox>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// Folded nick to member and its mailbox (so sending to the room looks
+    /// nothing up), sorted for lists.
+    members: BTreeMap<String, (MemberId, Arc<Mailbox>)>,
+}
+
+impl Hub {
+    pub fn new(settings: Settings, delimiter: &[u8]) -> Self {
+        Self {
+            state: Mutex::default(),
+            settings,
+            delimiter: Bytes::copy_from_slice(delimiter),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The bytes written after every line.
+    pub fn delimiter(&self) -> &[u8] {
+        &self.delimiter
+    }
+
+    /// `lines`, each followed by the delimiter, as one shareable buffer.
+    pub fn lines<S: AsRef<str>>(&self, lines: &[S]) -> Bytes {
+        let mut out = BytesMut::new();
+        for line in lines {
+            out.extend_from_slice(line.as_ref().as_bytes());
+            out.extend_from_slice(&self.delimiter);
+        }
+        out.freeze()
+    }
+
+    /// A new member: gives it a guest nick, puts it in the default room and
+    /// greets it; the room is told it joined. Returns its id and nick.
+    pub fn arrive(&self, mailbox: Arc<Mailbox>) -> (MemberId, String) {
+        let mut state = self.lock();
+        let id = state.next_member;
+        state.next_member += 1;
+        let nick = loop {
+            state.next_guest += 1;
+            let nick = format!("guest{}", state.next_guest);
+            if !state.nicks.contains_key(&nick) {
+                break nick;
+            }
+        };
+        let room = self.settings.room.clone();
+        state.nicks.insert(nick.clone(), id);
+        state.members.insert(
+            id,
+            Member {
+                nick: nick.clone(),
+                room: room.clone(),
+                mailbox,
+            },
+        );
+        let welcome = text::welcome(&room, &nick);
+        self.enter(&mut state, id, &room, welcome, true);
+        (id, nick)
+    }
+
+    /// Sends `lines` (already formatted, whole) to everyone else in the
+    /// member's room.
+    pub fn post(&self, from: MemberId, lines: Bytes) {
+        let state = self.lock();
+        if let Some(member) = state.members.get(&from) {
+            state.send_to_room(&member.room, Some(from), &lines);
+        }
+    }
+
+    /// `/nick NAME`: `Err` with the error line if the nick is taken.
+    pub fn rename(&self, id: MemberId, new: &str) -> Result<(), String> {
+        let mut state = self.lock();
+        let new_key = names::fold(new).into_owned();
+        if state.nicks.get(&new_key).is_some_and(|&owner| owner != id) {
+            return Err(text::nick_taken(new));
+        }
+        let Some(member) = state.members.get_mut(&id) else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut member.nick, new.to_string());
+        let room = member.room.clone();
+        let old_key = names::fold(&old).into_owned();
+        state.nicks.remove(&old_key);
+        state.nicks.insert(new_key.clone(), id);
+        if let Some(room) = state.rooms.get_mut(&room)
+            && let Some(entry) = room.members.remove(&old_key)
+        {
+            room.members.insert(new_key, entry);
+        }
+        state.send_to(id, self.lines(&[text::you_are_now(new)]));
+        if old != new {
+            let notice = self.lines(&[text::renamed(&old, new)]);
+            state.send_to_room(&room, Some(id), &notice);
+        }
+        Ok(())
+    }
+
+    /// `/join ROOM` (a valid, folded name).
+    pub fn join(&self, id: MemberId, room: &str) {
+        let mut state = self.lock();
+        let Some(member) = state.members.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut member.room, room.to_string());
+        let nick = member.nick.clone();
+        if old != room {
+            state.remove_from_room(&old, &nick);
+            let notice = self.lines(&[text::left(&nick, Some(&text::to_room(room)))]);
+            state.send_to_room(&old, None, &notice);
+        }
+        self.enter(&mut state, id, room, text::you_are_in(room), false);
+    }
+
+    /// `/who`: the member's room, sorted, in lines of bounded length.
+    pub fn who(&self, id: MemberId) {
+        let state = self.lock();
+        let Some(member) = state.members.get(&id) else {
+            return;
+        };
+        let members = &state.rooms[&member.room].members;
+        let names = members.values().map(|(other, _)| state.nick(*other));
+        let lines = text::who(&member.room, names, members.len());
+        state.send_to(id, self.lines(&lines));
+    }
+
+    /// `/rooms`: every room and its number of members, sorted.
+    pub fn rooms(&self, id: MemberId) {
+        let state = self.lock();
+        let rooms = state
+            .rooms
+            .iter()
+            .map(|(name, room)| (name.as_str(), room.members.len()));
+        state.send_to(id, self.lines(&text::rooms(rooms)));
+    }
+
+    /// `/msg NICK TEXT`.
+    pub fn message(&self, from: MemberId, to: &[u8], message: &[u8]) {
+        let state = self.lock();
+        let Some(sender) = state.members.get(&from) else {
+            return;
+        };
+        let receiver = std::str::from_utf8(to)
+            .ok()
+            .and_then(|nick| state.nicks.get(names::fold(nick).as_ref()))
+            .and_then(|id| state.members.get(id));
+        let Some(receiver) = receiver else {
+            let error = text::no_such_nick(&escaped(to));
+            state.send_to(from, self.lines(&[error]));
+            return;
+        };
+        let mut private = BytesMut::new();
+        text::private_prefix(&mut private, &sender.nick);
+        escape_into(&mut private, message);
+        private.extend_from_slice(&self.delimiter);
+        let mut copy = BytesMut::new();
+        text::private_sent_prefix(&mut copy, &receiver.nick);
+        escape_into(&mut copy, message);
+        copy.extend_from_slice(&self.delimiter);
+        // The copy first: a member who messages itself sees it sent, then
+        // received.
+        sender.mailbox.push(copy.freeze());
+        receiver.mailbox.push(private.freeze());
+    }
+
+    /// The member leaves the server; the room is told why, unless `quietly`
+    /// (the server is shutting down, and everyone is told that instead).
+    pub fn leave(&self, id: MemberId, why: Option<&str>, quietly: bool) {
+        let mut state = self.lock();
+        let Some(member) = state.members.remove(&id) else {
+            return;
+        };
+        state.nicks.remove(names::fold(&member.nick).as_ref());
+        state.remove_from_room(&member.room, &member.nick);
+        if !quietly {
+            let notice = self.lines(&[text::left(&member.nick, why)]);
+            state.send_to_room(&member.room, None, &notice);
+        }
+    }
+
+    /// Puts the member in `room` (creating it), tells it `first` and who is
+    /// here (and, on `arriving`, how to talk), and tells the others it
+    /// joined.
+    fn enter(&self, state: &mut State, id: MemberId, room: &str, first: String, arriving: bool) {
+        let Some(member) = state.members.get(&id) else {
+            return;
+        };
+        let (nick, mailbox) = (member.nick.clone(), Arc::clone(&member.mailbox));
+        let members = &mut state.rooms.entry(room.to_string()).or_default().members;
+        members.insert(names::fold(&nick).into_owned(), (id, mailbox));
+        let members = &state.rooms[room].members;
+        let names = members.values().map(|(other, _)| state.nick(*other));
+        let mut greeting = vec![first, text::here(names, members.len())];
+        if arriving {
+            greeting.push(text::HOW_TO_TALK.to_string());
+        }
+        state.send_to(id, self.lines(&greeting));
+        state.send_to_room(room, Some(id), &self.lines(&[text::joined(&nick)]));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is made whole before anything that can
+        // panic, so a poisoned lock still guards a consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn nick(&self, id: MemberId) -> &str {
+        self.members.get(&id).map_or("", |member| &member.nick)
+    }
+
+    fn send_to(&self, id: MemberId, lines: Bytes) {
+        if let Some(member) = self.members.get(&id) {
+            member.mailbox.push(lines);
+        }
+    }
+
+    /// Shares `lines` with every member of `room` but `except`.
+    fn send_to_room(&self, room: &str, except: Option<MemberId>, lines: &Bytes) {
+        let Some(room) = self.rooms.get(room) else {
+            return;
+        };
+        for (id, mailbox) in room.members.values() {
+            if Some(*id) != except {
+                mailbox.push(lines.clone());
+            }
+        }
+    }
+
+    fn remove_from_room(&mut self, room: &str, nick: &str) {
+        if let Some(members) = self.rooms.get_mut(room).map(|room| &mut room.members) {
+            members.remove(names::fold(nick).as_ref());
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+}

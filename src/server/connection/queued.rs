@@ -1,0 +1,177 @@
+//! The transport of a connection whose output comes from others as well as
+//! from its own lines (chat): shared buffers written with one `writev`,
+//! and a wait for whichever comes first of input, room to write, and
+//! whatever else the policy waits for.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::task::Poll;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::time::Instant;
+
+use super::{Connection, End, FIRST_READ, READ_CHUNK};
+
+/// The most buffers one write call takes; each is a batch of lines.
+const WRITE_SLICES: usize = 64;
+
+/// Shared buffers to write, in order.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    parts: VecDeque<Bytes>,
+    /// The first part is partly written: it must be finished before
+    /// anything else goes out, or a line would be cut in two.
+    started: bool,
+}
+
+impl SendQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Where new parts are added at the back.
+    pub(crate) fn parts(&mut self) -> &mut VecDeque<Bytes> {
+        &mut self.parts
+    }
+
+    /// Drops everything not yet started, keeping a part already partly
+    /// written so that what went out ends on a line's end.
+    pub(crate) fn keep_only_started(&mut self) {
+        let keep = usize::from(self.started);
+        self.parts.truncate(keep);
+    }
+
+    /// Moves every part, in order, into `outbox`: a copy, made once when
+    /// the connection closes.
+    pub(crate) fn move_into(&mut self, outbox: &mut BytesMut) {
+        for part in self.parts.drain(..) {
+            outbox.extend_from_slice(&part);
+        }
+        self.started = false;
+    }
+}
+
+/// What ended a [`Connection::wait`].
+pub(crate) enum Wake<T> {
+    /// Bytes arrived and are in [`Connection::lines`].
+    Received,
+    /// The socket can take more.
+    Writable,
+    /// The policy's own future completed.
+    Other(T),
+}
+
+impl Connection {
+    /// Writes as much of `queue` as the socket takes now, many parts per
+    /// call; returns the bytes written. Never waits.
+    pub(crate) fn write_queued(&mut self, queue: &mut SendQueue) -> Result<usize, End> {
+        let mut total = 0;
+        while !queue.parts.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let count = queue
+                .parts
+                .iter()
+                .zip(&mut slices)
+                .map(|(part, slice)| *slice = IoSlice::new(part))
+                .count();
+            let mut written = match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(End::Failed(error)),
+            };
+            self.stats.bytes_out += written as u64;
+            self.stats.writes += 1;
+            total += written;
+            while written > 0 {
+                let Some(front) = queue.parts.front_mut() else {
+                    break;
+                };
+                if written >= front.len() {
+                    written -= front.len();
+                    queue.parts.pop_front();
+                    queue.started = false;
+                } else {
+                    front.advance(written);
+                    queue.started = true;
+                    written = 0;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Waits for input (if `read`; it is then in [`Connection::lines`]),
+    /// for room to write (if `write`), or for `other`, whichever comes
+    /// first. Ends the connection on shutdown, on end of input, and when
+    /// nothing has arrived for the idle timeout.
+    pub(crate) async fn wait<T>(
+        &mut self,
+        read: bool,
+        write: bool,
+        other: impl Future<Output = T>,
+    ) -> Result<Wake<T>, End> {
+        let Self {
+            stream,
+            lines,
+            stop,
+            idle_timer,
+            streaming,
+            stats,
+            ..
+        } = self;
+        let stream = &*stream;
+        let input = std::future::poll_fn(|context| {
+            loop {
+                if stream.poll_read_ready(context)?.is_pending() {
+                    // The wait may be long: hold no read buffer meanwhile.
+                    lines.release_if_empty();
+                    *streaming = false;
+                    return Poll::Pending;
+                }
+                let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
+                let buffer = lines.buffer_for_read(spare);
+                let room = buffer.capacity() - buffer.len();
+                match stream.try_read_buf(buffer) {
+                    Ok(count) => {
+                        *streaming = count == room;
+                        return Poll::Ready(Ok::<_, io::Error>(count));
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
+            }
+        });
+        let idle = async {
+            match idle_timer {
+                Some(timer) => {
+                    (&mut timer.sleep).await;
+                    timer.timeout
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => Err(End::ShuttingDown),
+            timeout = idle => Err(End::Idle(timeout)),
+            received = input, if read => match received {
+                Ok(0) => Err(End::ClientClosed),
+                Ok(count) => {
+                    stats.bytes_in += count as u64;
+                    if let Some(timer) = idle_timer {
+                        timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
+                    }
+                    Ok(Wake::Received)
+                }
+                Err(error) => Err(End::Failed(error)),
+            },
+            ready = stream.writable(), if write => match ready {
+                Ok(()) => Ok(Wake::Writable),
+                Err(error) => Err(End::Failed(error)),
+            },
+            other = other => Ok(Wake::Other(other)),
+        }
+    }
+}
