@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod member;
+
 /// The longest any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -135,13 +137,22 @@ impl Server {
 
     /// Resident memory of the process, in KiB, from `/proc`.
     pub fn resident_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the process has had so far, in KiB.
+    pub fn peak_resident_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("/proc/PID/status is readable");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("/proc/PID/status has VmRSS")
+            .unwrap_or_else(|| panic!("/proc/PID/status has {field}"))
     }
 }
 

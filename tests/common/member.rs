@@ -1,0 +1,102 @@
+//! A chat member over a real socket, for the chat tests: it reads the
+//! greeting, sends lines, and reads what arrives line by line, each read
+//! bounded by a timeout.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::{connect, within};
+
+pub struct Member {
+    pub nick: String,
+    reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl Member {
+    /// Connects and reads the three greeting lines.
+    pub async fn join(address: SocketAddr) -> Member {
+        Self::join_stream(connect(address).await).await
+    }
+
+    /// Reads the greeting on `stream`.
+    pub async fn join_stream(stream: TcpStream) -> Member {
+        let (reader, writer) = stream.into_split();
+        let mut member = Member {
+            nick: String::new(),
+            reader: BufReader::new(reader),
+            writer,
+        };
+        let welcome = member.line().await;
+        let nick = welcome
+            .rsplit_once("you are ")
+            .map(|(_, nick)| nick.to_string())
+            .unwrap_or_else(|| panic!("a welcome line, not {welcome:?}"));
+        assert!(member.line().await.starts_with("*** here: "));
+        assert!(member.line().await.starts_with("*** type to talk"));
+        member.nick = nick;
+        member
+    }
+
+    /// Connects, and takes `nick`.
+    pub async fn named(address: SocketAddr, nick: &str) -> Member {
+        let mut member = Self::join(address).await;
+        member.send(&format!("/nick {nick}")).await;
+        member.expect(&format!("*** you are now {nick}")).await;
+        member.nick = nick.to_string();
+        member
+    }
+
+    /// Sends `line` and its line end (LF, as nc sends).
+    pub async fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        within("sending", self.writer.write_all(bytes))
+            .await
+            .expect("sending to the server");
+    }
+
+    /// The next line received, less its CRLF; panics at EOF.
+    pub async fn line(&mut self) -> String {
+        let bytes = self.line_bytes().await;
+        String::from_utf8(bytes).expect("chat lines are UTF-8")
+    }
+
+    /// The next line received, as bytes, less its CRLF; panics at EOF.
+    pub async fn line_bytes(&mut self) -> Vec<u8> {
+        let mut line = Vec::new();
+        let read = within(
+            &format!("a line for {}", self.nick),
+            self.reader.read_until(b'\n', &mut line),
+        )
+        .await
+        .expect("reading a line");
+        assert!(read > 0, "{}: the server closed the connection", self.nick);
+        assert!(line.ends_with(b"\r\n"), "a line ends with CRLF: {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    /// Checks that the next line received is `expected`.
+    pub async fn expect(&mut self, expected: &str) {
+        let line = self.line().await;
+        assert_eq!(line, expected, "{} received", self.nick);
+    }
+
+    /// Everything until the server closes the connection.
+    pub async fn rest(&mut self) -> String {
+        let mut rest = Vec::new();
+        within(
+            "the server to close the connection",
+            self.reader.read_to_end(&mut rest),
+        )
+        .await
+        .expect("reading to the end");
+        String::from_utf8(rest).expect("chat lines are UTF-8")
+    }
+}
