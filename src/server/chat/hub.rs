@@ -145,19 +145,23 @@ impl Hub {
         Ok(())
     }
 
-    /// `/join ROOM` (a valid, folded name).
+    /// `/join ROOM` (a valid, folded name). Joining the room the member is
+    /// in only tells it where it is.
     pub fn join(&self, id: MemberId, room: &str) {
         let mut state = self.lock();
         let Some(member) = state.members.get_mut(&id) else {
             return;
         };
+        if member.room == room {
+            let lines = [text::you_are_in(room), state.here(room)];
+            state.send_to(id, self.lines(&lines));
+            return;
+        }
         let old = std::mem::replace(&mut member.room, room.to_string());
         let nick = member.nick.clone();
-        if old != room {
-            state.remove_from_room(&old, &nick);
-            let notice = self.lines(&[text::left(&nick, Some(&text::to_room(room)))]);
-            state.send_to_room(&old, None, &notice);
-        }
+        state.remove_from_room(&old, &nick);
+        let notice = self.lines(&[text::left(&nick, Some(&text::to_room(room)))]);
+        state.send_to_room(&old, None, &notice);
         self.enter(&mut state, id, room, text::you_are_in(room), false);
     }
 
@@ -167,7 +171,9 @@ impl Hub {
         let Some(member) = state.members.get(&id) else {
             return;
         };
-        let members = &state.rooms[&member.room].members;
+        let Some(members) = state.rooms.get(&member.room).map(|room| &room.members) else {
+            return;
+        };
         let names = members.values().map(|(other, _)| state.nick(*other));
         let lines = text::who(&member.room, names, members.len());
         state.send_to(id, self.lines(&lines));
@@ -237,9 +243,7 @@ impl Hub {
         let (nick, mailbox) = (member.nick.clone(), Arc::clone(&member.mailbox));
         let members = &mut state.rooms.entry(room.to_string()).or_default().members;
         members.insert(names::fold(&nick).into_owned(), (id, mailbox));
-        let members = &state.rooms[room].members;
-        let names = members.values().map(|(other, _)| state.nick(*other));
-        let mut greeting = vec![first, text::here(names, members.len())];
+        let mut greeting = vec![first, state.here(room)];
         if arriving {
             greeting.push(text::HOW_TO_TALK.to_string());
         }
@@ -259,6 +263,14 @@ impl Hub {
 impl State {
     fn nick(&self, id: MemberId) -> &str {
         self.members.get(&id).map_or("", |member| &member.nick)
+    }
+
+    /// The `here:` line for `room`.
+    fn here(&self, room: &str) -> String {
+        let members = self.rooms.get(room).map(|room| &room.members);
+        let names = members.into_iter().flatten();
+        let names = names.map(|(_, (id, _))| self.nick(*id));
+        text::here(names, members.map_or(0, BTreeMap::len))
     }
 
     fn send_to(&self, id: MemberId, lines: Bytes) {
