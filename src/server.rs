@@ -130,9 +130,15 @@ pub async fn run(
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
                     match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(slot) => connections.spawn(connection::serve(
-                            stream, peer, slot, Arc::clone(&config), hub.clone(), stop.clone(),
-                        )),
+                        Ok(slot) => match &hub {
+                            None => connections.spawn(connection::serve_echo(
+                                stream, peer, slot, Arc::clone(&config), stop.clone(),
+                            )),
+                            Some(hub) => connections.spawn(connection::serve_chat(
+                                stream, peer, slot, Arc::clone(&config), Arc::clone(hub),
+                                stop.clone(),
+                            )),
+                        },
                         Err(_) => connections.spawn(connection::refuse(
                             stream, peer, Arc::clone(&config), stop.clone(),
                         )),
@@ -152,6 +158,9 @@ pub async fn run(
 
     drop(listeners);
     drop(stop_connections);
+    if let Some(hub) = &hub {
+        hub.shut_down();
+    }
     let waiting = async {
         while let Some(finished) = connections.join_next().await {
             report_panic(finished);

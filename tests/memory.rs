@@ -32,3 +32,36 @@ async fn an_idle_connection_costs_at_most_1_5_kib() {
         "{per_connection:.0} bytes per idle connection"
     );
 }
+
+/// Chat members held open at once for the measure.
+const IDLE_MEMBERS: usize = 1_000;
+/// The most resident memory an idle chat member may cost the server: an
+/// idle connection's, plus its mailbox, its entries in the chat's maps,
+/// and what the allocator keeps around them (about 2.7 KiB measured).
+const MAX_BYTES_PER_IDLE_MEMBER: f64 = 3.0 * 1024.0;
+
+#[tokio::test]
+async fn an_idle_chat_member_costs_at_most_3_kib() {
+    let server = Server::start(&["--quiet", "--chat"]).await;
+    let warm = common::member::Member::join(server.address).await;
+    let before = server.resident_kib();
+
+    let mut idle = Vec::with_capacity(IDLE_MEMBERS);
+    for _ in 0..IDLE_MEMBERS {
+        idle.push(common::member::Member::join(server.address).await);
+    }
+    // Every join is sent to the first member: once it has them all, the
+    // server has written every notice out.
+    let mut warm = warm;
+    for _ in 0..IDLE_MEMBERS {
+        let line = warm.line().await;
+        assert!(line.ends_with(" joined"), "{line}");
+    }
+    let after = server.resident_kib();
+    let per_member = (after.saturating_sub(before) * 1024) as f64 / IDLE_MEMBERS as f64;
+    eprintln!("{per_member:.0} bytes per idle chat member ({IDLE_MEMBERS} in one room)");
+    assert!(
+        per_member <= MAX_BYTES_PER_IDLE_MEMBER,
+        "{per_member:.0} bytes per idle chat member"
+    );
+}

@@ -11,16 +11,20 @@ mod mailbox;
 pub mod names;
 mod rate;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::time::Sleep;
 
 use super::connection::{Connection, End, SendQueue, Wake};
 use crate::protocol::{self, chat as text};
 use command::Input;
 pub use hub::Hub;
 use hub::MemberId;
-use mailbox::Mailbox;
+use mailbox::{Closing, Mailbox};
 use rate::TokenBucket;
 
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -57,6 +61,7 @@ pub(super) async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
         mailbox,
         queue: SendQueue::default(),
         quit_reason: None,
+        token_timer: None,
     };
     let end = member.talk(connection).await;
     let why = member.why_left(&end);
@@ -78,6 +83,8 @@ struct Member<'a> {
     queue: SendQueue,
     /// `/quit REASON`, escaped.
     quit_reason: Option<String>,
+    /// Wakes a member over `--max-rate` when its next line may be read.
+    token_timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// Why [`Member::handle_lines`] stopped.
@@ -97,34 +104,44 @@ impl Member<'_> {
                 Ok(handled) => handled,
                 Err(end) => return end,
             };
-            if self.mailbox.take(self.queue.parts()).is_err() {
-                return End::TooSlow {
-                    sendq: self.mailbox.limit(),
-                };
+            match self.mailbox.take(self.queue.parts()) {
+                Ok(()) => {}
+                Err(Closing::Overflowed) => {
+                    return End::TooSlow {
+                        sendq: self.mailbox.limit(),
+                    };
+                }
+                Err(Closing::ShuttingDown) => return End::ShuttingDown,
             }
             match connection.write_queued(&mut self.queue) {
                 Ok(written) => self.mailbox.written(written),
                 Err(end) => return end,
             }
             let over_rate = matches!(handled, Handled::OverRate);
-            let next_token = match (&self.rate, over_rate) {
-                (Some(rate), true) => Some(rate.next_token()),
-                _ => None,
-            };
-            let mailbox = &self.mailbox;
-            let arrival_or_token = async move {
-                match next_token {
-                    // Boxed: only a member over its rate holds a timer.
-                    Some(at) => {
-                        tokio::select! {
-                            () = mailbox.arrival() => {}
-                            () = Box::pin(tokio::time::sleep_until(at)) => {}
-                        }
-                    }
-                    None => mailbox.arrival().await,
+            if over_rate && let Some(rate) = &self.rate {
+                let next = rate.next_token();
+                match &mut self.token_timer {
+                    Some(timer) => timer.as_mut().reset(next),
+                    // Boxed, and only once needed: most members never
+                    // reach their rate.
+                    None => self.token_timer = Some(Box::pin(tokio::time::sleep_until(next))),
+                }
+            }
+            let write = !self.queue.is_empty();
+            let Self {
+                mailbox,
+                token_timer,
+                ..
+            } = self;
+            let arrival_or_token = |context: &mut Context<'_>| {
+                if mailbox.poll_arrival(context).is_ready() {
+                    return Poll::Ready(());
+                }
+                match token_timer {
+                    Some(timer) if over_rate => timer.as_mut().poll(context),
+                    _ => Poll::Pending,
                 }
             };
-            let write = !self.queue.is_empty();
             match connection.wait(!over_rate, write, arrival_or_token).await {
                 Ok(Wake::Received | Wake::Writable | Wake::Other(())) => {}
                 Err(end) => return end,
@@ -266,7 +283,7 @@ impl Member<'_> {
             self.queue.keep_only_started();
         } else {
             // After leaving, nothing more arrives: the rest is all there is.
-            let _ = self.mailbox.take(self.queue.parts());
+            self.mailbox.take_rest(self.queue.parts());
         }
         self.queue.move_into(&mut connection.outbox);
         if let Some(line) = last_line {

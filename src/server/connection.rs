@@ -43,28 +43,51 @@ const OUTBOX_HIGH_WATER: usize = 128 * 1024;
 /// Room reserved past [`OUTBOX_HIGH_WATER`] for the line that crosses it.
 const OUTBOX_HEADROOM: usize = 4 * 1024;
 
-/// Serves one connection from its first byte to its close, holding `slot`
-/// until the connection is closed: echoes its lines, or, given a chat's
-/// `hub`, makes it a member.
-pub(crate) async fn serve(
+/// Serves one connection in echo mode: see [`serve`].
+pub(crate) fn serve_echo(
     stream: TcpStream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
-    hub: Option<Arc<Hub>>,
     stop: watch::Receiver<()>,
+) -> impl Future<Output = ()> + use<> {
+    // Not an `async fn`: that would be a future around the future, holding
+    // the arguments twice.
+    serve(stream, peer, slot, config, stop, echo::answer_lines)
+}
+
+/// Serves one connection as a member of the chat `hub`: see [`serve`].
+pub(crate) fn serve_chat(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    stop: watch::Receiver<()>,
+) -> impl Future<Output = ()> + use<> {
+    let take_part =
+        async move |connection: &mut Connection| chat::take_part(connection, &hub).await;
+    serve(stream, peer, slot, config, stop, take_part)
+}
+
+/// Serves one connection from its first byte to its close with `policy`,
+/// holding `slot` until the connection is closed. Generic, so each mode's
+/// task holds only its own state: an idle connection's memory is mostly
+/// its task.
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    config: Arc<Config>,
+    stop: watch::Receiver<()>,
+    policy: impl AsyncFnOnce(&mut Connection) -> End,
 ) {
     let logging = config.log_connections;
     if logging {
         info!("{peer} connected");
     }
     let mut connection = Connection::new(stream, config, stop);
-    let end = match hub {
-        None => echo::answer_lines(&mut connection).await,
-        // Boxed, so an echo connection's task is not as large as a chat
-        // member's.
-        Some(hub) => Box::pin(chat::take_part(&mut connection, &hub)).await,
-    };
+    let end = policy(&mut connection).await;
     let hint = connection.delimiter_hint();
     connection.close(&end).await;
     // Freed before the log line says the connection is closed, so whoever

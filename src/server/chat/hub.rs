@@ -3,6 +3,7 @@
 //! one lock, so every member sees the same order of events. Lines are
 //! formatted once, outside the lock where they can be, and shared.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -33,15 +34,19 @@ struct State {
     next_guest: u64,
     members: HashMap<MemberId, Member>,
     /// Folded nick to member: a nick is taken while it is here.
-    nicks: HashMap<String, MemberId>,
-    /// Room name to its members; a room exists while it has any.
-    rooms: BTreeMap<String, Room>,
+    nicks: HashMap<Arc<str>, MemberId>,
+    /// Room name to its members; a room exists while it has any. Sorted,
+    /// for `/rooms`.
+    rooms: BTreeMap<Arc<str>, Room>,
+    /// Set by [`Hub::shut_down`]; a member arriving after it is told at once.
+    shutting_down: bool,
 }
 
 #[derive(Debug)]
 struct Member {
-    nick: String,
-    room: String,
+    nick: Nick,
+    /// Shared with the room's key: no string of its own per member.
+    room: Arc<str>,
     mailbox: Arc<Mailbox>,
 }
 
@@ -49,7 +54,26 @@ struct Member {
 struct Room {
     /// Folded nick to member and its mailbox (so sending to the room looks
     /// nothing up), sorted for lists.
-    members: BTreeMap<String, (MemberId, Arc<Mailbox>)>,
+    members: BTreeMap<Arc<str>, (MemberId, Arc<Mailbox>)>,
+}
+
+/// A nick as shown, and its folded form, the key it is unique under; one
+/// string for both when they are the same (every guest nick).
+#[derive(Debug)]
+struct Nick {
+    shown: Arc<str>,
+    key: Arc<str>,
+}
+
+impl Nick {
+    fn new(name: &str) -> Self {
+        let shown: Arc<str> = name.into();
+        let key = match names::fold(name) {
+            Cow::Borrowed(_) => Arc::clone(&shown),
+            Cow::Owned(folded) => folded.into(),
+        };
+        Self { shown, key }
+    }
 }
 
 impl Hub {
@@ -89,23 +113,39 @@ impl Hub {
         let nick = loop {
             state.next_guest += 1;
             let nick = format!("guest{}", state.next_guest);
-            if !state.nicks.contains_key(&nick) {
+            if !state.nicks.contains_key(nick.as_str()) {
                 break nick;
             }
         };
-        let room = self.settings.room.clone();
-        state.nicks.insert(nick.clone(), id);
+        let room = state.room_name(&self.settings.room);
+        let nick = Nick::new(&nick);
+        state.nicks.insert(Arc::clone(&nick.key), id);
+        let shown = nick.shown.to_string();
         state.members.insert(
             id,
             Member {
-                nick: nick.clone(),
-                room: room.clone(),
+                nick,
+                room: Arc::clone(&room),
                 mailbox,
             },
         );
-        let welcome = text::welcome(&room, &nick);
+        let welcome = text::welcome(&room, &shown);
         self.enter(&mut state, id, &room, welcome, true);
-        (id, nick)
+        if state.shutting_down
+            && let Some(member) = state.members.get(&id)
+        {
+            member.mailbox.shut_down();
+        }
+        (id, shown)
+    }
+
+    /// Tells every member's task the server is shutting down.
+    pub fn shut_down(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for member in state.members.values() {
+            member.mailbox.shut_down();
+        }
     }
 
     /// Sends `lines` (already formatted, whole) to everyone else in the
@@ -120,25 +160,27 @@ impl Hub {
     /// `/nick NAME`: `Err` with the error line if the nick is taken.
     pub fn rename(&self, id: MemberId, new: &str) -> Result<(), String> {
         let mut state = self.lock();
-        let new_key = names::fold(new).into_owned();
-        if state.nicks.get(&new_key).is_some_and(|&owner| owner != id) {
+        let taken_by = state.nicks.get(names::fold(new).as_ref());
+        if taken_by.is_some_and(|&owner| owner != id) {
             return Err(text::nick_taken(new));
         }
         let Some(member) = state.members.get_mut(&id) else {
             return Ok(());
         };
-        let old = std::mem::replace(&mut member.nick, new.to_string());
-        let room = member.room.clone();
-        let old_key = names::fold(&old).into_owned();
-        state.nicks.remove(&old_key);
-        state.nicks.insert(new_key.clone(), id);
-        if let Some(room) = state.rooms.get_mut(&room)
-            && let Some(entry) = room.members.remove(&old_key)
+        let nick = Nick::new(new);
+        let key = Arc::clone(&nick.key);
+        let old = std::mem::replace(&mut member.nick, nick);
+        let room = Arc::clone(&member.room);
+        state.nicks.remove(&old.key);
+        state.nicks.insert(Arc::clone(&key), id);
+        if let Some(members) = state.rooms.get_mut(&room).map(|room| &mut room.members)
+            && let Some(entry) = members.remove(&old.key)
         {
-            room.members.insert(new_key, entry);
+            members.insert(key, entry);
         }
+        let old = old.shown;
         state.send_to(id, self.lines(&[text::you_are_now(new)]));
-        if old != new {
+        if *old != *new {
             let notice = self.lines(&[text::renamed(&old, new)]);
             state.send_to_room(&room, Some(id), &notice);
         }
@@ -152,14 +194,20 @@ impl Hub {
         let Some(member) = state.members.get_mut(&id) else {
             return;
         };
-        if member.room == room {
+        if *member.room == *room {
             let lines = [text::you_are_in(room), state.here(room)];
             state.send_to(id, self.lines(&lines));
             return;
         }
-        let old = std::mem::replace(&mut member.room, room.to_string());
-        let nick = member.nick.clone();
-        state.remove_from_room(&old, &nick);
+        let nick = member.nick.shown.clone();
+        let key = Arc::clone(&member.nick.key);
+        let name = state.room_name(room);
+        // Looked up again: naming the room borrowed the whole state.
+        let Some(member) = state.members.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut member.room, name);
+        state.remove_from_room(&old, &key);
         let notice = self.lines(&[text::left(&nick, Some(&text::to_room(room)))]);
         state.send_to_room(&old, None, &notice);
         self.enter(&mut state, id, room, text::you_are_in(room), false);
@@ -171,11 +219,8 @@ impl Hub {
         let Some(member) = state.members.get(&id) else {
             return;
         };
-        let Some(members) = state.rooms.get(&member.room).map(|room| &room.members) else {
-            return;
-        };
-        let names = members.values().map(|(other, _)| state.nick(*other));
-        let lines = text::who(&member.room, names, members.len());
+        let names = state.sorted_names(&member.room, usize::MAX);
+        let lines = text::who(&member.room, names.iter().copied(), names.len());
         state.send_to(id, self.lines(&lines));
     }
 
@@ -185,7 +230,7 @@ impl Hub {
         let rooms = state
             .rooms
             .iter()
-            .map(|(name, room)| (name.as_str(), room.members.len()));
+            .map(|(name, room)| (name.as_ref(), room.members.len()));
         state.send_to(id, self.lines(&text::rooms(rooms)));
     }
 
@@ -205,11 +250,11 @@ impl Hub {
             return;
         };
         let mut private = BytesMut::new();
-        text::private_prefix(&mut private, &sender.nick);
+        text::private_prefix(&mut private, &sender.nick.shown);
         escape_into(&mut private, message);
         private.extend_from_slice(&self.delimiter);
         let mut copy = BytesMut::new();
-        text::private_sent_prefix(&mut copy, &receiver.nick);
+        text::private_sent_prefix(&mut copy, &receiver.nick.shown);
         escape_into(&mut copy, message);
         copy.extend_from_slice(&self.delimiter);
         // The copy first: a member who messages itself sees it sent, then
@@ -225,10 +270,10 @@ impl Hub {
         let Some(member) = state.members.remove(&id) else {
             return;
         };
-        state.nicks.remove(names::fold(&member.nick).as_ref());
-        state.remove_from_room(&member.room, &member.nick);
+        state.nicks.remove(&member.nick.key);
+        state.remove_from_room(&member.room, &member.nick.key);
         if !quietly {
-            let notice = self.lines(&[text::left(&member.nick, why)]);
+            let notice = self.lines(&[text::left(&member.nick.shown, why)]);
             state.send_to_room(&member.room, None, &notice);
         }
     }
@@ -240,9 +285,12 @@ impl Hub {
         let Some(member) = state.members.get(&id) else {
             return;
         };
-        let (nick, mailbox) = (member.nick.clone(), Arc::clone(&member.mailbox));
-        let members = &mut state.rooms.entry(room.to_string()).or_default().members;
-        members.insert(names::fold(&nick).into_owned(), (id, mailbox));
+        let nick = Arc::clone(&member.nick.shown);
+        let entry = (id, Arc::clone(&member.mailbox));
+        let key = Arc::clone(&member.nick.key);
+        if let Some(entered) = state.rooms.get_mut(room) {
+            entered.members.insert(key, entry);
+        }
         let mut greeting = vec![first, state.here(room)];
         if arriving {
             greeting.push(text::HOW_TO_TALK.to_string());
@@ -262,15 +310,36 @@ impl Hub {
 
 impl State {
     fn nick(&self, id: MemberId) -> &str {
-        self.members.get(&id).map_or("", |member| &member.nick)
+        self.members
+            .get(&id)
+            .map_or("", |member| &member.nick.shown)
+    }
+
+    /// The room called `name` (folded), created if it does not exist; its
+    /// name is shared by every member in it.
+    fn room_name(&mut self, name: &str) -> Arc<str> {
+        match self.rooms.get_key_value(name) {
+            Some((name, _)) => Arc::clone(name),
+            None => {
+                let name: Arc<str> = name.into();
+                self.rooms.insert(Arc::clone(&name), Room::default());
+                name
+            }
+        }
+    }
+
+    /// The first `limit` nicks in `room`, in case-insensitive order.
+    fn sorted_names(&self, room: &str, limit: usize) -> Vec<&str> {
+        let members = self.rooms.get(room).map(|room| &room.members);
+        let ids = members.into_iter().flat_map(|members| members.values());
+        ids.take(limit).map(|(id, _)| self.nick(*id)).collect()
     }
 
     /// The `here:` line for `room`.
     fn here(&self, room: &str) -> String {
-        let members = self.rooms.get(room).map(|room| &room.members);
-        let names = members.into_iter().flatten();
-        let names = names.map(|(_, (id, _))| self.nick(*id));
-        text::here(names, members.map_or(0, BTreeMap::len))
+        let total = self.rooms.get(room).map_or(0, |room| room.members.len());
+        let names = self.sorted_names(room, text::HERE_NAMES);
+        text::here(names.into_iter(), total)
     }
 
     fn send_to(&self, id: MemberId, lines: Bytes) {
@@ -291,9 +360,9 @@ impl State {
         }
     }
 
-    fn remove_from_room(&mut self, room: &str, nick: &str) {
+    fn remove_from_room(&mut self, room: &str, key: &str) {
         if let Some(members) = self.rooms.get_mut(room).map(|room| &mut room.members) {
-            members.remove(names::fold(nick).as_ref());
+            members.remove(key);
             if members.is_empty() {
                 self.rooms.remove(room);
             }

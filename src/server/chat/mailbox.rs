@@ -6,17 +6,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 /// One member's queue, shared by everyone who sends to it.
 #[derive(Debug)]
 pub struct Mailbox {
     queue: Mutex<Queue>,
-    /// Wakes the member's task when the queue stops being empty, or
-    /// overflows.
-    arrived: Notify,
     /// `--sendq`: the most bytes that may wait, unsent, for this member.
     limit: usize,
 }
@@ -27,57 +24,85 @@ struct Queue {
     /// Bytes sent to the member and not yet written to its socket: those
     /// still here, and those its task has taken and is writing.
     unsent: usize,
-    overflowed: bool,
+    /// Set once; nothing is queued after it.
+    closing: Option<Closing>,
+    /// The member's task, while it waits for something to arrive. A waker
+    /// rather than a `Notify`: a waiting member's task then holds no waiter
+    /// of its own.
+    waiting: Option<Waker>,
 }
 
-/// The member's queue passed `--sendq`: it is too slow, and is to be cut.
-#[derive(Debug)]
-pub struct Overflowed;
+/// Why a member's mailbox stopped taking lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Past `--sendq`: the member is too slow, and is to be cut.
+    Overflowed,
+    /// The server is shutting down.
+    ShuttingDown,
+}
 
 impl Mailbox {
     pub fn new(limit: usize) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
-            arrived: Notify::new(),
             limit,
         }
     }
 
     /// Queues `bytes` (whole lines) for the member. A member with nothing
     /// unsent takes a part of any size; past the limit, the queue is
-    /// dropped, the mailbox marked overflowed and nothing more is queued.
+    /// dropped and the mailbox closed as overflowed.
     pub fn push(&self, bytes: Bytes) {
         let mut queue = self.lock();
-        if queue.overflowed {
+        if queue.closing.is_some() {
             return;
         }
         if queue.unsent > 0 && queue.unsent + bytes.len() > self.limit {
-            queue.overflowed = true;
+            queue.closing = Some(Closing::Overflowed);
             queue.parts = VecDeque::new();
         } else {
             queue.unsent += bytes.len();
             queue.parts.push_back(bytes);
-            if queue.parts.len() > 1 {
-                // The member's task was woken for the first part already.
-                return;
-            }
         }
+        let waiting = queue.waiting.take();
         drop(queue);
-        self.arrived.notify_one();
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
     }
 
-    /// Moves everything queued to the back of `into`, for writing.
-    pub fn take(&self, into: &mut VecDeque<Bytes>) -> Result<(), Overflowed> {
+    /// Closes the mailbox for a shutdown: the member's task wakes and ends.
+    /// What is queued stays, to be sent before the close.
+    pub fn shut_down(&self) {
         let mut queue = self.lock();
-        if queue.overflowed {
-            return Err(Overflowed);
+        queue.closing.get_or_insert(Closing::ShuttingDown);
+        let waiting = queue.waiting.take();
+        drop(queue);
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    /// Moves everything queued to the back of `into`, for writing; once
+    /// the mailbox is closed, says why instead.
+    pub fn take(&self, into: &mut VecDeque<Bytes>) -> Result<(), Closing> {
+        let mut queue = self.lock();
+        if let Some(closing) = queue.closing {
+            return Err(closing);
         }
         if into.is_empty() {
-            std::mem::swap(into, &mut queue.parts);
+            // Taken whole: the mailbox keeps no room while it is empty.
+            *into = std::mem::take(&mut queue.parts);
         } else {
             into.extend(queue.parts.drain(..));
         }
         Ok(())
+    }
+
+    /// Moves what is still queued to the back of `into`, closed or not:
+    /// what a member leaving is owed (nothing, if it overflowed).
+    pub fn take_rest(&self, into: &mut VecDeque<Bytes>) {
+        into.extend(self.lock().parts.drain(..));
     }
 
     /// Counts `count` bytes taken from this mailbox as written.
@@ -86,10 +111,18 @@ impl Mailbox {
         queue.unsent = queue.unsent.saturating_sub(count);
     }
 
-    /// Completes once something is queued, or the queue overflowed, since
-    /// the last [`Mailbox::take`] found it empty.
-    pub async fn arrival(&self) {
-        self.arrived.notified().await;
+    /// Ready once something is queued or the mailbox is closed; otherwise
+    /// the task is woken when that happens.
+    pub fn poll_arrival(&self, context: &mut Context<'_>) -> Poll<()> {
+        let mut queue = self.lock();
+        if !queue.parts.is_empty() || queue.closing.is_some() {
+            return Poll::Ready(());
+        }
+        match &mut queue.waiting {
+            Some(waker) if waker.will_wake(context.waker()) => {}
+            waiting => *waiting = Some(context.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// `--sendq`, for the error line.
@@ -120,7 +153,7 @@ mod tests {
         assert_eq!(taken.len(), 2);
         // Taken is not written: 10 bytes are still unsent.
         mailbox.push(Bytes::from_static(b"x"));
-        assert!(mailbox.take(&mut taken).is_err());
+        assert_eq!(mailbox.take(&mut taken), Err(Closing::Overflowed));
         assert!(mailbox.lock().parts.is_empty());
     }
 

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
@@ -92,6 +92,10 @@ impl Connection {
                     written -= front.len();
                     queue.parts.pop_front();
                     queue.started = false;
+                    if queue.parts.is_empty() {
+                        // All written: hold no room while waiting for more.
+                        queue.parts = VecDeque::new();
+                    }
                 } else {
                     front.advance(written);
                     queue.started = true;
@@ -103,75 +107,76 @@ impl Connection {
     }
 
     /// Waits for input (if `read`; it is then in [`Connection::lines`]),
-    /// for room to write (if `write`), or for `other`, whichever comes
-    /// first. Ends the connection on shutdown, on end of input, and when
-    /// nothing has arrived for the idle timeout.
-    pub(crate) async fn wait<T>(
+    /// for room to write (if `write`), or for `other` to be ready,
+    /// whichever comes first. Ends the connection on end of input, and
+    /// when nothing has arrived for the idle timeout. A shutdown is the
+    /// policy's to notice, through `other`.
+    ///
+    /// Everything is polled by hand in one future: readiness futures, a
+    /// `Notify` or a `select!` would keep waiters and state inside every
+    /// waiting member's task, which is most of an idle member's memory.
+    pub(crate) fn wait<T>(
         &mut self,
         read: bool,
         write: bool,
-        other: impl Future<Output = T>,
-    ) -> Result<Wake<T>, End> {
+        mut other: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> impl Future<Output = Result<Wake<T>, End>> {
         let Self {
             stream,
             lines,
-            stop,
             idle_timer,
             streaming,
             stats,
             ..
         } = self;
         let stream = &*stream;
-        let input = std::future::poll_fn(|context| {
-            loop {
-                if stream.poll_read_ready(context)?.is_pending() {
-                    // The wait may be long: hold no read buffer meanwhile.
-                    lines.release_if_empty();
-                    *streaming = false;
-                    return Poll::Pending;
-                }
-                let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
-                let buffer = lines.buffer_for_read(spare);
-                let room = buffer.capacity() - buffer.len();
-                match stream.try_read_buf(buffer) {
-                    Ok(count) => {
-                        *streaming = count == room;
-                        return Poll::Ready(Ok::<_, io::Error>(count));
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(error) => return Poll::Ready(Err(error)),
+        std::future::poll_fn(move |context| {
+            if let Some(timer) = idle_timer
+                && timer.sleep.as_mut().poll(context).is_ready()
+            {
+                return Poll::Ready(Err(End::Idle(timer.timeout)));
+            }
+            if let Poll::Ready(value) = other(context) {
+                return Poll::Ready(Ok(Wake::Other(value)));
+            }
+            if write {
+                match stream.poll_write_ready(context) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(Wake::Writable)),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(End::Failed(error))),
+                    Poll::Pending => {}
                 }
             }
-        });
-        let idle = async {
-            match idle_timer {
-                Some(timer) => {
-                    (&mut timer.sleep).await;
-                    timer.timeout
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = stop.changed() => Err(End::ShuttingDown),
-            timeout = idle => Err(End::Idle(timeout)),
-            received = input, if read => match received {
-                Ok(0) => Err(End::ClientClosed),
-                Ok(count) => {
-                    stats.bytes_in += count as u64;
-                    if let Some(timer) = idle_timer {
-                        timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
+            // Until the socket has nothing more (`WouldBlock` clears the
+            // readiness, so the next poll registers for the next bytes).
+            if read {
+                loop {
+                    match stream.poll_read_ready(context) {
+                        Poll::Pending => break,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(End::Failed(error))),
+                        Poll::Ready(Ok(())) => {}
                     }
-                    Ok(Wake::Received)
+                    let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
+                    let buffer = lines.buffer_for_read(spare);
+                    let room = buffer.capacity() - buffer.len();
+                    match stream.try_read_buf(buffer) {
+                        Ok(0) => return Poll::Ready(Err(End::ClientClosed)),
+                        Ok(count) => {
+                            *streaming = count == room;
+                            stats.bytes_in += count as u64;
+                            if let Some(timer) = idle_timer {
+                                timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
+                            }
+                            return Poll::Ready(Ok(Wake::Received));
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(error) => return Poll::Ready(Err(End::Failed(error))),
+                    }
                 }
-                Err(error) => Err(End::Failed(error)),
-            },
-            ready = stream.writable(), if write => match ready {
-                Ok(()) => Ok(Wake::Writable),
-                Err(error) => Err(End::Failed(error)),
-            },
-            other = other => Ok(Wake::Other(other)),
-        }
+            }
+            // The wait may be long: hold no read buffer meanwhile.
+            lines.release_if_empty();
+            *streaming = false;
+            Poll::Pending
+        })
     }
 }
