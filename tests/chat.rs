@@ -284,3 +284,26 @@ async fn chat_flags_have_ranges_and_need_chat() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_member_read_slowly_for_its_rate_is_not_idle() {
+    // 30 lines at 10 a second take 2 s to read: four idle timeouts.
+    let server = Server::start(&["--chat", "--max-rate", "10", "--idle-timeout", "0.5"]).await;
+    let mut reader = Member::join(server.address).await;
+    let mut flooder = Member::join(server.address).await;
+    reader.expect(&format!("*** {} joined", flooder.nick)).await;
+    let flood: String = (0..30).map(|n| format!("line {n}\n")).collect();
+    flooder.send_bytes(flood.as_bytes()).await;
+    // The reader keeps itself active meanwhile, so only the flooder could
+    // be idle.
+    let mut received = 0;
+    while received < 30 {
+        reader.send("/rooms").await;
+        let line = reader.line().await;
+        if line.starts_with("*** rooms") {
+            continue;
+        }
+        assert_eq!(line, format!("<{}> line {received}", flooder.nick));
+        received += 1;
+    }
+}

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // Each bench uses its own part of this module.
 
+pub mod fan_out;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -74,7 +74,7 @@ pub(super) async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
 struct Member<'a> {
     id: MemberId,
     /// Kept here too, since only this task changes it.
-    nick: String,
+    nick: Arc<str>,
     hub: &'a Hub,
     /// Only with `--max-rate`.
     rate: Option<TokenBucket>,
@@ -82,7 +82,7 @@ struct Member<'a> {
     /// Taken from the mailbox, being written.
     queue: SendQueue,
     /// `/quit REASON`, escaped.
-    quit_reason: Option<String>,
+    quit_reason: Option<Box<str>>,
     /// Wakes a member over `--max-rate` when its next line may be read.
     token_timer: Option<Pin<Box<Sleep>>>,
 }
@@ -195,7 +195,10 @@ impl Member<'_> {
             }
         };
         self.post(&mut batch);
-        connection.count_lines(handled);
+        if handled > 0 {
+            connection.count_lines(handled);
+            connection.restart_idle_timer();
+        }
         result
     }
 
@@ -218,7 +221,7 @@ impl Member<'_> {
         match input {
             Input::Nick(name) => match names::nick(name) {
                 Some(nick) => match self.hub.rename(self.id, nick) {
-                    Ok(()) => self.nick = nick.to_string(),
+                    Ok(shown) => self.nick = shown,
                     Err(error) => self.tell(&[error]),
                 },
                 None => self.tell(&[text::BAD_NICK]),
@@ -242,7 +245,7 @@ impl Member<'_> {
                 self.tell(&[text::unknown_command(&escape::escaped(command))]);
             }
             Input::Quit(reason) => {
-                self.quit_reason = reason.map(escape::escaped);
+                self.quit_reason = reason.map(|reason| escape::escaped(reason).into());
                 return Err(End::Quit);
             }
             Input::Say(_) | Input::Nothing => {}
@@ -258,7 +261,7 @@ impl Member<'_> {
     /// Why the member left, as the room is told it.
     fn why_left(&self, end: &End) -> Option<String> {
         let why = match end {
-            End::Quit => return self.quit_reason.clone(),
+            End::Quit => return self.quit_reason.as_deref().map(str::to_string),
             End::LineTooLong(_) => text::LEFT_LINE_TOO_LONG,
             End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
             End::TooSlow { .. } => text::LEFT_TOO_SLOW,

@@ -106,7 +106,7 @@ impl Hub {
 
     /// A new member: gives it a guest nick, puts it in the default room and
     /// greets it; the room is told it joined. Returns its id and nick.
-    pub fn arrive(&self, mailbox: Arc<Mailbox>) -> (MemberId, String) {
+    pub fn arrive(&self, mailbox: Arc<Mailbox>) -> (MemberId, Arc<str>) {
         let mut state = self.lock();
         let id = state.next_member;
         state.next_member += 1;
@@ -120,7 +120,7 @@ impl Hub {
         let room = state.room_name(&self.settings.room);
         let nick = Nick::new(&nick);
         state.nicks.insert(Arc::clone(&nick.key), id);
-        let shown = nick.shown.to_string();
+        let shown = Arc::clone(&nick.shown);
         state.members.insert(
             id,
             Member {
@@ -157,17 +157,19 @@ impl Hub {
         }
     }
 
-    /// `/nick NAME`: `Err` with the error line if the nick is taken.
-    pub fn rename(&self, id: MemberId, new: &str) -> Result<(), String> {
+    /// `/nick NAME`: the nick as now shown, or `Err` with the error line
+    /// if it is taken.
+    pub fn rename(&self, id: MemberId, new: &str) -> Result<Arc<str>, String> {
         let mut state = self.lock();
         let taken_by = state.nicks.get(names::fold(new).as_ref());
         if taken_by.is_some_and(|&owner| owner != id) {
             return Err(text::nick_taken(new));
         }
-        let Some(member) = state.members.get_mut(&id) else {
-            return Ok(());
-        };
         let nick = Nick::new(new);
+        let shown = Arc::clone(&nick.shown);
+        let Some(member) = state.members.get_mut(&id) else {
+            return Ok(shown);
+        };
         let key = Arc::clone(&nick.key);
         let old = std::mem::replace(&mut member.nick, nick);
         let room = Arc::clone(&member.room);
@@ -184,7 +186,7 @@ impl Hub {
             let notice = self.lines(&[text::renamed(&old, new)]);
             state.send_to_room(&room, Some(id), &notice);
         }
-        Ok(())
+        Ok(shown)
     }
 
     /// `/join ROOM` (a valid, folded name). Joining the room the member is

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::{Connection, End, FIRST_READ, READ_CHUNK};
+use super::{Connection, End, READ_CHUNK};
 
 /// The most buffers one write call takes; each is a batch of lines.
 const WRITE_SLICES: usize = 64;
@@ -106,6 +106,14 @@ impl Connection {
         Ok(total)
     }
 
+    /// Counts the connection as active now, for the idle timeout: a member
+    /// read slowly (over its rate) is still sending.
+    pub(crate) fn restart_idle_timer(&mut self) {
+        if let Some(timer) = &mut self.idle_timer {
+            timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
+        }
+    }
+
     /// Waits for input (if `read`; it is then in [`Connection::lines`]),
     /// for room to write (if `write`), or for `other` to be ready,
     /// whichever comes first. Ends the connection on end of input, and
@@ -125,7 +133,6 @@ impl Connection {
             stream,
             lines,
             idle_timer,
-            streaming,
             stats,
             ..
         } = self;
@@ -155,13 +162,13 @@ impl Connection {
                         Poll::Ready(Err(error)) => return Poll::Ready(Err(End::Failed(error))),
                         Poll::Ready(Ok(())) => {}
                     }
-                    let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
-                    let buffer = lines.buffer_for_read(spare);
-                    let room = buffer.capacity() - buffer.len();
+                    // Always a large read: what one read brings is handed
+                    // on as one batch, so a read takes all there is. The
+                    // buffer is freed again below once the socket is empty.
+                    let buffer = lines.buffer_for_read(READ_CHUNK);
                     match stream.try_read_buf(buffer) {
                         Ok(0) => return Poll::Ready(Err(End::ClientClosed)),
                         Ok(count) => {
-                            *streaming = count == room;
                             stats.bytes_in += count as u64;
                             if let Some(timer) = idle_timer {
                                 timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
@@ -175,7 +182,6 @@ impl Connection {
             }
             // The wait may be long: hold no read buffer meanwhile.
             lines.release_if_empty();
-            *streaming = false;
             Poll::Pending
         })
     }

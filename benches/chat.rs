@@ -1,0 +1,489 @@
+//! Chat mode's fan-out: chat-server `--chat` against two baselines in the
+//! same run (see `support/fan_out.rs`): the per-line-write design of
+//! tokio's `examples/chat.rs`, and a raw fan-out bound that moves chunks
+//! with no lines at all. Each server runs in a child process (this program
+//! with `serve KIND`), so its memory and CPU are its own.
+//!
+//! - deliveries/s: one sender, N receivers in one room (N = 100, 1,000);
+//!   the sender keeps at most `WINDOW_BYTES` ahead of the slowest receiver.
+//! - latency: p50/p99 from send to receipt at 100k deliveries/s (1,000
+//!   lines/s to 100 receivers), with and without a member that never reads.
+//! - isolation: 10 readers and one member that never reads: the readers'
+//!   rate, and how much the server's memory grows.
+//! - idle: resident memory per idle member, 1,000 members in one room.
+//!
+//! `cargo bench --bench chat -- WORD...` runs only the parts named
+//! (throughput, latency, isolation, idle).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chat::delimiter::Delimiter;
+use chat::framing::LineFormat;
+use chat::server::{self, Config, chat as chat_mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+
+const SERVE: &str = "serve";
+/// Measurements of each figure; the range over them is reported.
+const RUNS: usize = 3;
+/// Bytes of lines the sender may be ahead of the slowest receiver: well
+/// within chat-server's default `--sendq`, with the prefixes added.
+const WINDOW_BYTES: u64 = 64 * 1024;
+/// A chat line as sent: 31 bytes and LF.
+const LINE: &[u8] = b"the quick brown fox jumps over\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    PerLine,
+    Raw,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Chat, Kind::PerLine, Kind::Raw];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Chat => "chat-server",
+            Kind::PerLine => "per-line-write",
+            Kind::Raw => "raw-fan-out",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Lines a connection receives on joining, before any other.
+    fn greeting_lines(self) -> u64 {
+        match self {
+            Kind::Chat => 3,
+            Kind::PerLine | Kind::Raw => 1,
+        }
+    }
+
+    /// Lines receiver `k` of `n` (joined in order, then the sender) is sent
+    /// about the others joining.
+    fn notices(self, k: usize, n: usize) -> u64 {
+        match self {
+            Kind::Chat => (n - 1 - k) as u64 + 1,
+            Kind::PerLine | Kind::Raw => 0,
+        }
+    }
+}
+
+/// The child's side: serves until stdin closes.
+fn serve_until_stdin_closes(kind: Kind) {
+    let runtime = support::server_runtime();
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        });
+        let serving = async {
+            match kind {
+                Kind::Chat => {
+                    let config = Config {
+                        format: Arc::new(LineFormat::new(
+                            Delimiter::lenient(),
+                            server::DEFAULT_MAX_LINE_BYTES,
+                        )),
+                        max_connections: server::DEFAULT_MAX_CONNECTIONS,
+                        idle_timeout: None,
+                        log_connections: false,
+                        chat: Some(chat_mode::Settings {
+                            room: chat_mode::DEFAULT_ROOM.to_string(),
+                            sendq: chat_mode::DEFAULT_SENDQ,
+                            max_rate: None,
+                        }),
+                    };
+                    server::run(vec![listener], config, std::future::pending())
+                        .await
+                        .unwrap();
+                }
+                Kind::PerLine => support::fan_out::per_line(listener).await,
+                Kind::Raw => support::fan_out::raw(listener).await,
+            }
+        };
+        tokio::select! {
+            () = serving => {}
+            _ = stdin_closed => {}
+        }
+    });
+}
+
+/// A server of some kind in a child process; it exits when dropped.
+struct ChildServer {
+    process: std::process::Child,
+    address: SocketAddr,
+}
+
+impl ChildServer {
+    fn start(kind: Kind) -> ChildServer {
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([SERVE, kind.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let address = line.trim().parse().unwrap();
+        ChildServer { process, address }
+    }
+
+    fn resident_kib(&self) -> u64 {
+        support::resident_kib(self.process.id())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
+    }
+}
+
+fn client_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Connects, and waits for the first line of the greeting (the server has
+/// registered the connection); returns the stream and the lines seen.
+async fn join(address: SocketAddr, receive_buffer: Option<u32>) -> (TcpStream, u64) {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut stream = socket.connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    if receive_buffer.is_some() {
+        return (stream, 0);
+    }
+    let mut buffer = [0; 4096];
+    let mut seen = 0;
+    while seen == 0 {
+        let count = stream.read(&mut buffer).await.unwrap();
+        assert!(count > 0, "the server closed the connection");
+        seen += memchr::memchr_iter(b'\n', &buffer[..count]).count() as u64;
+    }
+    (stream, seen)
+}
+
+/// Deliveries a second: `lines` from one sender to `receivers` members.
+fn deliveries_per_second(kind: Kind, receivers: usize, lines: u64) -> f64 {
+    fan_out(kind, receivers, lines, LINE, false).0
+}
+
+/// Sends `lines` copies of `line` from one sender to `receivers` members
+/// (and to one more that never reads, if `stalled`); returns deliveries a
+/// second to the receivers and how much the server's memory grew, in KiB.
+fn fan_out(kind: Kind, receivers: usize, lines: u64, line: &[u8], stalled: bool) -> (f64, u64) {
+    let server = ChildServer::start(kind);
+    client_runtime().block_on(async {
+        // First, so the others are not told it joined.
+        let _never_reads = if stalled {
+            Some(join(server.address, Some(4096)).await)
+        } else {
+            None
+        };
+        let mut streams = Vec::new();
+        for _ in 0..receivers {
+            streams.push(join(server.address, None).await);
+        }
+        let (mut sender, _) = join(server.address, None).await;
+        let received: Arc<Vec<AtomicU64>> =
+            Arc::new((0..receivers).map(|_| AtomicU64::new(0)).collect());
+        // Receivers that have read every line sent before the timed part.
+        let ready = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        let before = server.resident_kib();
+        for (k, (mut stream, seen)) in streams.into_iter().enumerate() {
+            let skip = kind.greeting_lines() + kind.notices(k, receivers);
+            // chat-server tells the room that the one not reading was cut.
+            let cut_notice = u64::from(stalled && kind == Kind::Chat);
+            let received = Arc::clone(&received);
+            let ready = Arc::clone(&ready);
+            tasks.push(tokio::spawn(async move {
+                let mut buffer = vec![0; 16 * 1024];
+                let mut lines_seen = seen;
+                let mut counted_ready = false;
+                while lines_seen < skip + lines + cut_notice {
+                    if !counted_ready && lines_seen >= skip {
+                        ready.fetch_add(1, Ordering::Relaxed);
+                        counted_ready = true;
+                    }
+                    let count = stream.read(&mut buffer).await.unwrap();
+                    assert!(count > 0, "receiver {k} was closed");
+                    lines_seen += memchr::memchr_iter(b'\n', &buffer[..count]).count() as u64;
+                    let chat_lines = lines_seen.saturating_sub(skip);
+                    received[k].store(chat_lines, Ordering::Relaxed);
+                }
+                Instant::now()
+            }));
+        }
+        // The timed part starts once every join has been seen by everyone.
+        while ready.load(Ordering::Relaxed) < receivers as u64 {
+            assert!(
+                !tasks.iter().any(|task| task.is_finished()),
+                "a receiver failed"
+            );
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        let chunk: Vec<u8> = line.repeat(256);
+        let window = WINDOW_BYTES / line.len() as u64;
+        let mut sent = 0;
+        while sent < lines {
+            let slowest = received.iter().map(|r| r.load(Ordering::Relaxed)).min();
+            if sent - slowest.unwrap_or(0) + 256 > window.max(256) {
+                // A receiver that is still owed lines has failed (closed).
+                assert!(
+                    !tasks.iter().any(|task| task.is_finished()),
+                    "a receiver failed"
+                );
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let count = (lines - sent).min(256);
+            sender
+                .write_all(&chunk[..count as usize * line.len()])
+                .await
+                .unwrap();
+            sent += count;
+        }
+        let mut last = Duration::ZERO;
+        for task in tasks {
+            last = last.max(task.await.unwrap().duration_since(started));
+        }
+        let grown = server.resident_kib().saturating_sub(before);
+        (
+            (receivers as u64 * lines) as f64 / last.as_secs_f64(),
+            grown,
+        )
+    })
+}
+
+/// Send-to-receipt latencies at `LATENCY_RATE` lines a second to
+/// `receivers` members, with a member that never reads if `stalled`;
+/// with the server's memory growth over the run, in KiB.
+fn latencies(kind: Kind, receivers: usize, stalled: bool) -> (Vec<Duration>, u64) {
+    const LATENCY_LINES: u64 = 2000;
+    const PAD: usize = 480;
+    let server = ChildServer::start(kind);
+    client_runtime().block_on(async {
+        let _never_reads = if stalled {
+            Some(join(server.address, Some(4096)).await)
+        } else {
+            None
+        };
+        let mut streams = Vec::new();
+        for _ in 0..receivers {
+            streams.push(join(server.address, None).await);
+        }
+        let (mut sender, _) = join(server.address, None).await;
+        let before = server.resident_kib();
+        let base = Instant::now();
+        let mut tasks = Vec::new();
+        for (k, (mut stream, _)) in streams.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buffer = vec![0; 16 * 1024];
+                let mut delays = Vec::with_capacity(LATENCY_LINES as usize);
+                while (delays.len() as u64) < LATENCY_LINES {
+                    let count = stream.read(&mut buffer).await.unwrap();
+                    assert!(count > 0, "receiver {k} was closed");
+                    let now = base.elapsed();
+                    pending.extend_from_slice(&buffer[..count]);
+                    let mut start = 0;
+                    while let Some(end) = memchr::memchr(b'\n', &pending[start..]) {
+                        let line = &pending[start..start + end];
+                        start += end + 1;
+                        // Only chat lines (`<nick> TEXT`) are timed; notices
+                        // and greetings are not.
+                        let Some(at) = memchr::memmem::find(line, b"> ") else {
+                            continue;
+                        };
+                        let digits = std::str::from_utf8(&line[at + 2..at + 22]).unwrap();
+                        let sent = Duration::from_nanos(digits.parse().unwrap());
+                        delays.push(now.saturating_sub(sent));
+                    }
+                    pending.drain(..start);
+                }
+                delays
+            }));
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for _ in 0..LATENCY_LINES {
+            tick.tick().await;
+            let line = format!("{:020}{}\n", base.elapsed().as_nanos(), "x".repeat(PAD));
+            sender.write_all(line.as_bytes()).await.unwrap();
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort_unstable();
+        let grown = server.resident_kib().saturating_sub(before);
+        (all, grown)
+    })
+}
+
+/// Resident memory per idle member: `IDLE_MEMBERS` join one room (after
+/// 200 others, so the server's start-up is not counted) and stay.
+fn idle_memory_per_member(kind: Kind) -> f64 {
+    const IDLE_MEMBERS: usize = 1000;
+    let server = ChildServer::start(kind);
+    client_runtime().block_on(async {
+        let mut members = Vec::new();
+        for _ in 0..200 {
+            members.push(join(server.address, None).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = server.resident_kib();
+        for _ in 0..IDLE_MEMBERS {
+            members.push(join(server.address, None).await);
+        }
+        // Time for every notice to be written out.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = server.resident_kib();
+        (after.saturating_sub(before) * 1024) as f64 / IDLE_MEMBERS as f64
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == SERVE) {
+        return serve_until_stdin_closes(Kind::parse(&args[at + 1]).unwrap());
+    }
+    const PARTS: [&str; 4] = ["throughput", "latency", "isolation", "idle"];
+    let words: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| {
+        words.iter().all(|word| !PARTS.contains(&word.as_str()))
+            || words.iter().any(|word| *word == part)
+    };
+    println!(
+        "chat: chat-server --chat against the per-line-write design and the raw fan-out bound, loopback, {RUNS} runs"
+    );
+
+    if wanted("throughput") {
+        for (receivers, lines) in [(100, 20_000), (1000, 2_000)] {
+            let mut figures = vec![Vec::new(); Kind::ALL.len()];
+            let mut over_per_line = Vec::new();
+            let mut over_raw = Vec::new();
+            for _ in 0..RUNS {
+                let run: Vec<f64> = Kind::ALL
+                    .iter()
+                    .map(|&kind| deliveries_per_second(kind, receivers, lines))
+                    .collect();
+                over_per_line.push(run[0] / run[1]);
+                over_raw.push(run[0] / run[2]);
+                for (figure, value) in figures.iter_mut().zip(run) {
+                    figure.push(value);
+                }
+            }
+            let fmt = |values: &[f64]| support::range(values, support::per_second);
+            println!(
+                "deliveries/s, 1 sender, {receivers} receivers: chat-server {}, per-line-write {}, raw fan-out {}; \
+                 chat-server is {} the per-line-write design, {} the raw fan-out bound",
+                fmt(&figures[0]),
+                fmt(&figures[1]),
+                fmt(&figures[2]),
+                support::range(&over_per_line, |x| format!("{x:.1}x")),
+                support::range(&over_raw, |x| format!("{x:.2}x")),
+            );
+        }
+    }
+
+    if wanted("latency") {
+        for kind in [Kind::Chat, Kind::PerLine] {
+            let mut p50 = [Vec::new(), Vec::new()];
+            let mut p99 = [Vec::new(), Vec::new()];
+            let mut grown = Vec::new();
+            let mut ratio = Vec::new();
+            for _ in 0..RUNS {
+                let mut run_p99 = [0.0; 2];
+                for (at, stalled) in [false, true].into_iter().enumerate() {
+                    let (delays, kib) = latencies(kind, 100, stalled);
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    p50[at].push(ms(support::percentile(&delays, 50.0)));
+                    p99[at].push(ms(support::percentile(&delays, 99.0)));
+                    run_p99[at] = ms(support::percentile(&delays, 99.0));
+                    if stalled {
+                        grown.push(kib as f64 / 1024.0);
+                    }
+                }
+                ratio.push(run_p99[1] / run_p99[0]);
+            }
+            let ms = |values: &[f64]| support::range(values, |x| format!("{x:.2}"));
+            println!(
+                "latency at 100k deliveries/s, 100 receivers, {}: p50 {} ms, p99 {} ms; with one member that never reads: \
+                 p50 {} ms, p99 {} ms ({} without it), server memory grew {} MiB",
+                kind.name(),
+                ms(&p50[0]),
+                ms(&p99[0]),
+                ms(&p50[1]),
+                ms(&p99[1]),
+                support::range(&ratio, |x| format!("{x:.2}x")),
+                support::range(&grown, |x| format!("{x:.1}")),
+            );
+        }
+    }
+
+    if wanted("isolation") {
+        // 200-byte lines, 20 MB to each: far more than the kernel's buffers
+        // and chat-server's --sendq hold for the one that never reads.
+        let line = [&[b'y'; 199][..], b"\n"].concat();
+        for kind in [Kind::Chat, Kind::PerLine] {
+            let mut alone = Vec::new();
+            let mut with = Vec::new();
+            let mut grown = Vec::new();
+            for _ in 0..RUNS {
+                alone.push(fan_out(kind, 10, 100_000, &line, false).0);
+                let (rate, kib) = fan_out(kind, 10, 100_000, &line, true);
+                with.push(rate);
+                grown.push(kib as f64 / 1024.0);
+            }
+            println!(
+                "isolation, 10 readers and one member that never reads, 20 MB each: {} delivers {}/s ({}/s without it), its memory grew {} MiB",
+                kind.name(),
+                support::range(&with, support::per_second),
+                support::range(&alone, support::per_second),
+                support::range(&grown, |x| format!("{x:.1}")),
+            );
+        }
+    }
+
+    if wanted("idle") {
+        for kind in [Kind::Chat, Kind::PerLine] {
+            let figures: Vec<f64> = (0..RUNS)
+                .map(|_| idle_memory_per_member(kind) / 1024.0)
+                .collect();
+            println!(
+                "1000 idle members in one room: {} {} KiB each",
+                kind.name(),
+                support::range(&figures, |x| format!("{x:.2}"))
+            );
+        }
+    }
+}
