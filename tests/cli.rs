@@ -107,6 +107,10 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--keepalive",
         "--reuse-port",
         "--quiet",
+        "--chat",
+        "--room",
+        "--sendq",
+        "--max-rate",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [
