@@ -74,27 +74,31 @@ pub(crate) fn serve_chat(
 /// holding `slot` until the connection is closed. Generic, so each mode's
 /// task holds only its own state: an idle connection's memory is mostly
 /// its task.
-async fn serve(
+fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
     stop: watch::Receiver<()>,
     policy: impl AsyncFnOnce(&mut Connection) -> End,
-) {
+) -> impl Future<Output = ()> {
     let logging = config.log_connections;
     if logging {
         info!("{peer} connected");
     }
+    // Made before the task starts, so the task holds the connection alone,
+    // not also the parts it is made of.
     let mut connection = Connection::new(stream, config, stop);
-    let end = policy(&mut connection).await;
-    let hint = connection.delimiter_hint();
-    connection.close(&end).await;
-    // Freed before the log line says the connection is closed, so whoever
-    // waits for that line can count on the slot.
-    drop(slot);
-    if logging {
-        info!("{peer} closed ({end}): {}{hint}", connection.stats);
+    async move {
+        let end = policy(&mut connection).await;
+        let hint = connection.delimiter_hint();
+        connection.close(&end).await;
+        // Freed before the log line says the connection is closed, so
+        // whoever waits for that line can count on the slot.
+        drop(slot);
+        if logging {
+            info!("{peer} closed ({end}): {}{hint}", connection.stats);
+        }
     }
 }
 

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 /// ever loses or invents a token.
 #[derive(Debug)]
 pub struct TokenBucket {
-    /// Time one token takes to come back.
-    interval: Duration,
-    /// How far ahead of now `due` may run: the burst, less one token.
-    burst: Duration,
+    /// Nanoseconds one token takes to come back (at most a second). Kept
+    /// small: it is part of every member's task.
+    interval_nanos: u32,
+    per_second: u32,
     /// When every token taken so far will have come back.
     due: Instant,
 }
@@ -23,23 +23,32 @@ impl TokenBucket {
     /// A full bucket. `per_second` is at least 1.
     pub fn new(per_second: u32) -> Self {
         let per_second = per_second.max(1);
-        let interval = Duration::from_secs(1) / per_second;
         Self {
-            interval,
-            burst: interval * (per_second - 1),
+            interval_nanos: 1_000_000_000 / per_second,
+            per_second,
             due: Instant::now(),
         }
     }
 
+    /// Time one token takes to come back.
+    fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos.into())
+    }
+
+    /// How far ahead of now `due` may run: the burst, less one token.
+    fn burst(&self) -> Duration {
+        self.interval() * (self.per_second - 1)
+    }
+
     /// Whether a line may be taken now.
     pub fn has_token(&self) -> bool {
-        self.due.saturating_duration_since(Instant::now()) <= self.burst
+        self.due.saturating_duration_since(Instant::now()) <= self.burst()
     }
 
     /// Takes a line's token (there may be none: the rate is a rule for
     /// reading, not for what was read already).
     pub fn take(&mut self) {
-        self.due = self.due.max(Instant::now()) + self.interval;
+        self.due = self.due.max(Instant::now()) + self.interval();
     }
 
     /// Takes a line's token if there is one.
@@ -56,7 +65,7 @@ impl TokenBucket {
     pub fn next_token(&self) -> Instant {
         let now = Instant::now();
         self.due
-            .checked_sub(self.burst)
+            .checked_sub(self.burst())
             .map_or(now, |next| next.max(now))
     }
 }
