@@ -104,6 +104,7 @@ fn serve_until_stdin_closes(kind: Kind) {
                             room: chat_mode::DEFAULT_ROOM.to_string(),
                             sendq: chat_mode::DEFAULT_SENDQ,
                             max_rate: None,
+                            link: None,
                         }),
                     };
                     server::run(vec![listener], config, std::future::pending())

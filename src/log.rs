@@ -35,9 +35,14 @@ pub fn init() -> anyhow::Result<LogGuard> {
         .thread_name("log")
         .finish(io::stderr());
     let dropped = writer.error_counter();
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
+    // Without RUST_LOG: our events, and only the NATS client's problems
+    // (the link logs its own ups and downs).
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(_) => EnvFilter::builder()
+            .with_default_directive(LevelFilter::INFO.into())
+            .from_env_lossy(),
+        Err(_) => EnvFilter::new("info,async_nats=warn"),
+    };
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_env_filter(filter)

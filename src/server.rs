@@ -111,6 +111,12 @@ pub async fn run(
             config.format.written_delimiter(),
         ))
     });
+    if let Some(hub) = &hub
+        && let Some(link) = &hub.settings().link
+    {
+        let link = chat::link::start(Arc::clone(hub), link.clone()).await?;
+        hub.set_link(link);
+    }
     // A connection holds a slot for its whole life; none left means full.
     let slots = Arc::new(Semaphore::new(config.max_connections));
     // Dropping the sender tells every connection to stop reading.

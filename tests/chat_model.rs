@@ -293,6 +293,7 @@ fn start_server() -> (tokio::runtime::Runtime, SocketAddr) {
             room: chat_mode::DEFAULT_ROOM.to_string(),
             sendq: chat_mode::DEFAULT_SENDQ,
             max_rate: None,
+            link: None,
         }),
     };
     let address = runtime.block_on(async {

@@ -81,6 +81,57 @@ struct Args {
     #[arg(long, value_name = "LINES", default_value_t = chat_mode::DEFAULT_MAX_RATE,
           value_parser = cli::rate_up_to(cli::LARGEST_MAX_RATE), requires = "chat")]
     max_rate: u32,
+
+    /// Chat mode: link to other chat servers through the NATS broker at URL
+    /// (nats://HOST:PORT); rooms with the same name on all of them are one
+    #[arg(long, value_name = "URL", value_parser = link_url, requires = "chat")]
+    link: Option<String>,
+
+    /// Chat mode: this server's name on the link, shown after remote nicks
+    /// (alice@NAME) [default: the host name]
+    #[arg(long, value_name = "NAME", value_parser = node_name, requires = "link")]
+    node: Option<String>,
+}
+
+/// Parses `--link`: a NATS server address.
+fn link_url(text: &str) -> Result<String, String> {
+    text.parse::<async_nats::ServerAddr>()
+        .map(|_| text.to_string())
+        .map_err(|error| format!("not a NATS address (nats://HOST:PORT): {error}"))
+}
+
+/// Parses `--node`: 1-32 letters, digits, - or _.
+fn node_name(text: &str) -> Result<String, String> {
+    let valid = (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    valid
+        .then(|| text.to_string())
+        .ok_or_else(|| "a node name is 1-32 letters, digits, - or _".to_string())
+}
+
+/// The host name as a node name: up to its first dot, other characters
+/// made `-`.
+fn default_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().split('.').next().unwrap_or("");
+    let node: String = host
+        .chars()
+        .take(32)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if node.is_empty() {
+        "chat".to_string()
+    } else {
+        node
+    }
 }
 
 /// Parses `--room`: a valid room name, `#` optional.
@@ -124,6 +175,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             room: args.room,
             sendq: args.sendq,
             max_rate: (args.max_rate > 0).then_some(args.max_rate),
+            link: args.link.map(|url| chat_mode::link::LinkSettings {
+                url,
+                node: args.node.unwrap_or_else(default_node),
+            }),
         }),
     };
     let options = server::ListenOptions {

@@ -16,6 +16,11 @@ pub const HERE_NAMES: usize = 50;
 /// What starts a command, and what `//` stands for at a line's start.
 pub const COMMAND_PREFIX: u8 = b'/';
 
+/// Told to the members of rooms that spanned servers when the link to the
+/// broker is lost, and when it is back.
+pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
+pub const LINK_RESTORED: &str = "*** link to other servers restored";
+
 /// Told to every member when the server is shutting down.
 pub const SHUTTING_DOWN: &str = "*** server shutting down";
 /// The last line of the greeting.

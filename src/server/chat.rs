@@ -7,6 +7,7 @@
 mod command;
 mod escape;
 mod hub;
+pub mod link;
 mod mailbox;
 pub mod names;
 mod rate;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub sendq: usize,
     /// Lines a second a member may send; `None` for no limit.
     pub max_rate: Option<u32>,
+    /// `--link` and `--node`: other servers to be one chat with.
+    pub link: Option<link::LinkSettings>,
 }
 
 /// Makes the connection a member of the chat until it leaves, and says why
@@ -171,12 +174,14 @@ impl Member<'_> {
             let input = Input::parse(line);
             match input {
                 Input::Say(said) => {
+                    self.hub.relay(self.id, said, false);
                     self.reserve_batch(&mut batch, buffered);
                     text::said_prefix(&mut batch, &self.nick);
                     escape::escape_into(&mut batch, said);
                     batch.extend_from_slice(self.hub.delimiter());
                 }
                 Input::Action(action) if !action.is_empty() => {
+                    self.hub.relay(self.id, action, true);
                     self.reserve_batch(&mut batch, buffered);
                     text::action_prefix(&mut batch, &self.nick);
                     escape::escape_into(&mut batch, action);

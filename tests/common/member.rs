@@ -41,11 +41,12 @@ impl Member {
         member
     }
 
-    /// Connects, and takes `nick`.
+    /// Connects, and takes `nick` (passing over what others do meanwhile).
     pub async fn named(address: SocketAddr, nick: &str) -> Member {
         let mut member = Self::join(address).await;
         member.send(&format!("/nick {nick}")).await;
-        member.expect(&format!("*** you are now {nick}")).await;
+        let renamed = format!("*** you are now {nick}");
+        while member.line().await != renamed {}
         member.nick = nick.to_string();
         member
     }

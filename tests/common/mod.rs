@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod broker;
 pub mod member;
 
 /// The longest any single wait may take before the test fails.

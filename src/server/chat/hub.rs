@@ -5,12 +5,13 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
 use super::Settings;
 use super::escape::{escape_into, escaped};
+use super::link::{Event, Link};
 use super::mailbox::Mailbox;
 use super::names;
 use crate::protocol::chat as text;
@@ -25,6 +26,8 @@ pub struct Hub {
     settings: Settings,
     /// Written after every line.
     delimiter: Bytes,
+    /// With `--link`, set once at start.
+    link: OnceLock<Arc<Link>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +85,22 @@ impl Hub {
             state: Mutex::default(),
             settings,
             delimiter: Bytes::copy_from_slice(delimiter),
+            link: OnceLock::new(),
         }
+    }
+
+    /// Links this chat to others; rooms that already have members are
+    /// subscribed to.
+    pub fn set_link(&self, link: Arc<Link>) {
+        let state = self.lock();
+        for room in state.rooms.keys() {
+            link.subscribe(Arc::clone(room));
+        }
+        let _ = self.link.set(link);
+    }
+
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.get()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -117,7 +135,7 @@ impl Hub {
                 break nick;
             }
         };
-        let room = state.room_name(&self.settings.room);
+        let room = self.room_name(&mut state, &self.settings.room);
         let nick = Nick::new(&nick);
         state.nicks.insert(Arc::clone(&nick.key), id);
         let shown = Arc::clone(&nick.shown);
@@ -131,6 +149,10 @@ impl Hub {
         );
         let welcome = text::welcome(&room, &shown);
         self.enter(&mut state, id, &room, welcome, true);
+        if let Some(link) = self.link() {
+            let nick = Arc::clone(&shown);
+            link.publish(Event::Joined { room, nick });
+        }
         if state.shutting_down
             && let Some(member) = state.members.get(&id)
         {
@@ -185,6 +207,10 @@ impl Hub {
         if *old != *new {
             let notice = self.lines(&[text::renamed(&old, new)]);
             state.send_to_room(&room, Some(id), &notice);
+            if let Some(link) = self.link() {
+                let new = Arc::clone(&shown);
+                link.publish(Event::Renamed { room, old, new });
+            }
         }
         Ok(shown)
     }
@@ -203,16 +229,26 @@ impl Hub {
         }
         let nick = member.nick.shown.clone();
         let key = Arc::clone(&member.nick.key);
-        let name = state.room_name(room);
+        let name = self.room_name(&mut state, room);
         // Looked up again: naming the room borrowed the whole state.
         let Some(member) = state.members.get_mut(&id) else {
             return;
         };
-        let old = std::mem::replace(&mut member.room, name);
-        state.remove_from_room(&old, &key);
-        let notice = self.lines(&[text::left(&nick, Some(&text::to_room(room)))]);
+        let old = std::mem::replace(&mut member.room, Arc::clone(&name));
+        self.remove_from_room(&mut state, &old, &key);
+        let why = text::to_room(room);
+        let notice = self.lines(&[text::left(&nick, Some(&why))]);
         state.send_to_room(&old, None, &notice);
         self.enter(&mut state, id, room, text::you_are_in(room), false);
+        if let Some(link) = self.link() {
+            let (left, why) = (Arc::clone(&nick), Some(why));
+            link.publish(Event::Left {
+                room: old,
+                nick: left,
+                why,
+            });
+            link.publish(Event::Joined { room: name, nick });
+        }
     }
 
     /// `/who`: the member's room, sorted, in lines of bounded length.
@@ -222,6 +258,11 @@ impl Hub {
             return;
         };
         let names = state.sorted_names(&member.room, usize::MAX);
+        if let Some(link) = self.link() {
+            let names = names.into_iter().map(str::to_string).collect();
+            link.who(Arc::clone(&member.room), names, Arc::clone(&member.mailbox));
+            return;
+        }
         let lines = text::who(&member.room, names.iter().copied(), names.len());
         state.send_to(id, self.lines(&lines));
     }
@@ -233,6 +274,15 @@ impl Hub {
             .rooms
             .iter()
             .map(|(name, room)| (name.as_ref(), room.members.len()));
+        if let Some(link) = self.link()
+            && let Some(member) = state.members.get(&id)
+        {
+            let local = rooms
+                .map(|(name, count)| (name.to_string(), count))
+                .collect();
+            link.rooms(local, Arc::clone(&member.mailbox));
+            return;
+        }
         state.send_to(id, self.lines(&text::rooms(rooms)));
     }
 
@@ -242,6 +292,19 @@ impl Hub {
         let Some(sender) = state.members.get(&from) else {
             return;
         };
+        let mut to = to;
+        if let Some(link) = self.link()
+            && let Some(at) = memchr::memrchr(b'@', to)
+        {
+            let (nick, node) = (&to[..at], &to[at + 1..]);
+            if node != link.node().as_bytes() {
+                let (nick, node) = (String::from_utf8_lossy(nick), String::from_utf8_lossy(node));
+                let from = Arc::clone(&sender.nick.shown);
+                link.message(from, &nick, &node, message, Arc::clone(&sender.mailbox));
+                return;
+            }
+            to = nick;
+        }
         let receiver = std::str::from_utf8(to)
             .ok()
             .and_then(|nick| state.nicks.get(names::fold(nick).as_ref()))
@@ -273,10 +336,15 @@ impl Hub {
             return;
         };
         state.nicks.remove(&member.nick.key);
-        state.remove_from_room(&member.room, &member.nick.key);
+        self.remove_from_room(&mut state, &member.room, &member.nick.key);
         if !quietly {
             let notice = self.lines(&[text::left(&member.nick.shown, why)]);
             state.send_to_room(&member.room, None, &notice);
+        }
+        if let Some(link) = self.link() {
+            let why = why.map(str::to_string);
+            let (room, nick) = (member.room, member.nick.shown);
+            link.publish(Event::Left { room, nick, why });
         }
     }
 
@@ -299,6 +367,83 @@ impl Hub {
         }
         state.send_to(id, self.lines(&greeting));
         state.send_to_room(room, Some(id), &self.lines(&[text::joined(&nick)]));
+    }
+
+    /// Sends one of the member's chat lines (or, if `action`, its `/me`)
+    /// to the other servers, as its raw bytes.
+    pub fn relay(&self, id: MemberId, text: &[u8], action: bool) {
+        let Some(link) = self.link() else {
+            return;
+        };
+        let (room, nick) = {
+            let state = self.lock();
+            let Some(member) = state.members.get(&id) else {
+                return;
+            };
+            (Arc::clone(&member.room), Arc::clone(&member.nick.shown))
+        };
+        let text = Bytes::copy_from_slice(text);
+        link.publish(match action {
+            false => Event::Said { room, nick, text },
+            true => Event::Action { room, nick, text },
+        });
+    }
+
+    /// Lines from another server, for every local member of `room`.
+    pub fn deliver_to_room(&self, room: &str, lines: &Bytes) {
+        self.lock().send_to_room(room, None, lines);
+    }
+
+    /// A private message from another server (`from` is `NICK@NODE`) for
+    /// the local member `to`; its nick as shown, or `None` if no such member.
+    pub fn deliver_private(&self, to: &str, from: &str, message: &[u8]) -> Option<Arc<str>> {
+        let state = self.lock();
+        let id = state.nicks.get(names::fold(to).as_ref())?;
+        let receiver = state.members.get(id)?;
+        let mut private = BytesMut::new();
+        text::private_prefix(&mut private, from);
+        escape_into(&mut private, message);
+        private.extend_from_slice(&self.delimiter);
+        receiver.mailbox.push(private.freeze());
+        Some(Arc::clone(&receiver.nick.shown))
+    }
+
+    /// The local members of `room`, sorted.
+    pub fn local_names(&self, room: &str) -> Vec<String> {
+        let state = self.lock();
+        let names = state.sorted_names(room, usize::MAX);
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    /// The local rooms and how many members each has here.
+    pub fn local_rooms(&self) -> Vec<(String, usize)> {
+        let state = self.lock();
+        let rooms = state.rooms.iter();
+        rooms
+            .map(|(name, room)| (name.to_string(), room.members.len()))
+            .collect()
+    }
+
+    /// The room called `name`, created (and, linked, subscribed to) if it
+    /// does not exist yet.
+    fn room_name(&self, state: &mut State, name: &str) -> Arc<str> {
+        let created = !state.rooms.contains_key(name);
+        let name = state.room_name(name);
+        if created && let Some(link) = self.link() {
+            link.subscribe(Arc::clone(&name));
+        }
+        name
+    }
+
+    /// Takes a member out of `room`; a room left empty is gone (and, linked,
+    /// no longer subscribed to).
+    fn remove_from_room(&self, state: &mut State, room: &Arc<str>, key: &str) {
+        state.remove_from_room(room, key);
+        if !state.rooms.contains_key(room)
+            && let Some(link) = self.link()
+        {
+            link.unsubscribe(Arc::clone(room));
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -1,0 +1,63 @@
+//! A real NATS broker (`nats-server`, Debian package `nats-server`) for the
+//! link tests: one per test, on a port of its own.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::within;
+
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Starts `nats-server` on a free loopback port, and waits until it
+    /// accepts clients.
+    pub async fn start() -> Broker {
+        Self::start_on(None).await
+    }
+
+    /// Starts `nats-server` on `port` (a free one if `None`).
+    pub async fn start_on(port: Option<u16>) -> Broker {
+        let port_arg = port.map_or("-1".to_string(), |port| port.to_string());
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("nats-server must be installed (Debian package nats-server): {error}")
+            });
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = within("nats-server to listen", async {
+            while let Some(line) = log.next_line().await.unwrap() {
+                if let Some((_, address)) = line.split_once("Listening for client connections on ")
+                {
+                    return address.rsplit(':').next().unwrap().trim().parse().unwrap();
+                }
+            }
+            panic!("nats-server ended without listening");
+        })
+        .await;
+        // Keep reading its log, so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        Broker { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it with SIGKILL, and waits until it is gone.
+    pub async fn kill(mut self) -> u16 {
+        self.child.start_kill().unwrap();
+        within("nats-server to die", self.child.wait())
+            .await
+            .unwrap();
+        self.port
+    }
+}

@@ -1,0 +1,272 @@
+//! Linked chat servers through a real NATS broker: each test starts its own
+//! `nats-server` and two or three `chat-server --chat --link` processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::broker::Broker;
+use common::member::Member;
+use common::*;
+use tokio::time::Instant;
+
+async fn linked(broker: &Broker, node: &str, extra: &[&str]) -> Server {
+    let url = broker.url();
+    let mut args = vec!["--chat", "--link", &url, "--node", node, "--max-rate", "0"];
+    args.extend_from_slice(extra);
+    Server::start(&args).await
+}
+
+/// Reads lines until `wanted` says one is the one, and returns it.
+async fn line_where(member: &mut Member, wanted: impl Fn(&str) -> bool) -> String {
+    loop {
+        let line = member.line().await;
+        if wanted(&line) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn nicks_notices_who_rooms_and_msg_cross_servers() {
+    let broker = Broker::start().await;
+    let one = linked(&broker, "one", &[]).await;
+    let two = linked(&broker, "two", &[]).await;
+    let mut alice = Member::named(one.address, "alice").await;
+    let mut bob = Member::join(two.address).await;
+    alice.expect("*** guest1@two joined").await;
+    bob.send("/nick bob").await;
+    bob.expect("*** you are now bob").await;
+    alice.expect("*** guest1@two is now bob@two").await;
+
+    alice.send("hello from one").await;
+    bob.expect("<alice@one> hello from one").await;
+    bob.send("/me waves \x1b[1m").await;
+    alice.expect(r"* bob@two waves \x1B[1m").await;
+
+    let mut carol = Member::named(one.address, "carol").await;
+    alice.expect("*** guest2 joined").await;
+    alice.expect("*** guest2 is now carol").await;
+    bob.expect("*** guest2@one joined").await;
+    bob.expect("*** guest2@one is now carol@one").await;
+    carol.send("/who").await;
+    carol
+        .expect("*** here in #lobby (3): alice, bob@two, carol")
+        .await;
+    bob.send("/who").await;
+    bob.expect("*** here in #lobby (3): alice@one, bob, carol@one")
+        .await;
+
+    bob.send("/join rust").await;
+    bob.expect("*** you are in #rust").await;
+    bob.expect("*** here: bob (1)").await;
+    alice.expect("*** bob@two left (to #rust)").await;
+    carol.expect("*** bob@two left (to #rust)").await;
+    alice.send("/rooms").await;
+    alice.expect("*** rooms: #lobby (2), #rust (1)").await;
+
+    alice.send("/msg bob@two psst").await;
+    alice.expect("-> *bob@two* psst").await;
+    bob.expect("*alice@one* psst").await;
+    alice.send("/msg nobody@two hi").await;
+    alice.expect("error: no such nick \"nobody@two\"").await;
+    alice.send("/msg carol@one local").await;
+    alice.expect("-> *carol* local").await;
+    carol.expect("*alice* local").await;
+    alice.send("/msg bob@nowhere hi").await;
+    alice.expect("error: no such nick \"bob@nowhere\"").await;
+
+    bob.send("/quit bye").await;
+    bob.rest().await;
+    alice.send("/join rust").await;
+    alice.expect("*** you are in #rust").await;
+    alice.expect("*** here: alice (1)").await;
+    carol.expect("*** alice left (to #rust)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_cross_servers_exactly_once_whole_and_in_order() {
+    const LINES: usize = 10_000;
+    let broker = Broker::start().await;
+    // The members read only once both have sent everything: room for it.
+    let roomy = ["--quiet", "--sendq", "16777216"];
+    let one = linked(&broker, "one", &roomy).await;
+    let two = linked(&broker, "two", &roomy).await;
+    let mut alice = Member::named(one.address, "alice").await;
+    let mut bob = Member::named(two.address, "bob").await;
+    let carol = Member::named(one.address, "carol").await;
+    let dave = Member::named(two.address, "dave").await;
+    // Everyone has seen everyone arrive before the talk starts.
+    line_where(&mut alice, |line| line == "*** guest2@two is now dave@two").await;
+    line_where(&mut bob, |line| line == "*** guest2 is now dave").await;
+
+    let talk = |name: &str| -> String {
+        (0..LINES)
+            .map(|n| format!("{name} {n} {}\n", "x".repeat(n % 50)))
+            .collect()
+    };
+    /// Checks that `member` receives exactly the lines of `senders` (nick
+    /// as shown to it, name in the text), each once and in order.
+    async fn receive_all(mut member: Member, senders: Vec<(String, String)>) {
+        let mut next = vec![0; senders.len()];
+        while next.iter().any(|&n| n < LINES) {
+            let line = member.line().await;
+            if line.starts_with("*** ") {
+                continue;
+            }
+            let (shown, text) = line[1..]
+                .split_once("> ")
+                .unwrap_or_else(|| panic!("{line}"));
+            let at = senders
+                .iter()
+                .position(|(nick, _)| nick == shown)
+                .unwrap_or_else(|| panic!("{line}"));
+            let n = next[at];
+            assert_eq!(
+                text,
+                format!("{} {n} {}", senders[at].1, "x".repeat(n % 50)),
+                "{} received",
+                member.nick
+            );
+            next[at] += 1;
+        }
+        // Nothing more: the next line answers this.
+        member.send("/rooms").await;
+        let line = line_where(&mut member, |line| {
+            !line.starts_with("*** ") || line.starts_with("*** rooms")
+        })
+        .await;
+        assert!(
+            line.starts_with("*** rooms"),
+            "{} received {line}",
+            member.nick
+        );
+    }
+    let started = Instant::now();
+    alice.send_bytes(talk("alice").as_bytes()).await;
+    bob.send_bytes(talk("bob").as_bytes()).await;
+    let checks = [
+        tokio::spawn(receive_all(
+            carol,
+            vec![
+                ("alice".into(), "alice".into()),
+                ("bob@two".into(), "bob".into()),
+            ],
+        )),
+        tokio::spawn(receive_all(
+            dave,
+            vec![
+                ("alice@one".into(), "alice".into()),
+                ("bob".into(), "bob".into()),
+            ],
+        )),
+        tokio::spawn(receive_all(alice, vec![("bob@two".into(), "bob".into())])),
+        tokio::spawn(receive_all(bob, vec![("alice@one".into(), "alice".into())])),
+    ];
+    for check in checks {
+        within("every line to cross", check)
+            .await
+            .expect("each member's lines check out");
+    }
+    eprintln!("2 x {LINES} lines crossed in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_node_name_in_use_is_refused_at_start() {
+    let broker = Broker::start().await;
+    let _one = linked(&broker, "one", &[]).await;
+    let output = within(
+        "the second server to exit",
+        tokio::process::Command::new(SERVER)
+            .args([
+                "--chat",
+                "--port",
+                "0",
+                "--host",
+                "127.0.0.1",
+                "--link",
+                &broker.url(),
+                "--node",
+                "one",
+            ])
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chat-server: error: node name \"one\" is already in use"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_broker_going_away_leaves_rooms_working_locally_and_its_return_restores_the_link() {
+    let broker = Broker::start().await;
+    let one = linked(&broker, "one", &[]).await;
+    let two = linked(&broker, "two", &[]).await;
+    let mut alice = Member::named(one.address, "alice").await;
+    let mut carol = Member::named(one.address, "carol").await;
+    let mut bob = Member::named(two.address, "bob").await;
+    line_where(&mut alice, |line| line == "*** guest1@two is now bob@two").await;
+    line_where(&mut carol, |line| line == "*** guest1@two is now bob@two").await;
+    alice.send("before").await;
+    line_where(&mut bob, |line| line == "<alice@one> before").await;
+    carol.expect("<alice> before").await;
+
+    let port = broker.kill().await;
+    let lost = "*** lost link to other servers; only people on this server hear you";
+    alice.expect(lost).await;
+    carol.expect(lost).await;
+    bob.expect(lost).await;
+    alice.send("while away").await;
+    carol.expect("<alice> while away").await;
+
+    let broker = Broker::start_on(Some(port)).await;
+    let back = Instant::now();
+    let restored = "*** link to other servers restored";
+    alice.expect(restored).await;
+    bob.expect(restored).await;
+    carol.expect(restored).await;
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the link came back {took:?} after the broker"
+    );
+    alice.send("after").await;
+    // Nothing sent while away, nothing twice: the next line is this one.
+    bob.expect("<alice@one> after").await;
+    bob.send("and back").await;
+    alice.expect("<bob@two> and back").await;
+    carol.expect("<alice> after").await;
+    carol.expect("<bob@two> and back").await;
+    drop(broker);
+}
+
+#[tokio::test]
+async fn a_server_started_before_its_broker_links_once_it_is_there() {
+    // A port nothing listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut one = Server::start(&["--chat", "--link", &url, "--node", "one"]).await;
+    one.wait_for_log("the link to be reported down", |line| {
+        line.contains("does not answer")
+    })
+    .await;
+    let broker = Broker::start_on(Some(port)).await;
+    one.wait_for_log("the link to come up", |line| {
+        line.contains("link to") && line.contains("up")
+    })
+    .await;
+    let two = linked(&broker, "two", &[]).await;
+    let mut bob = Member::join(two.address).await;
+    let mut alice = Member::named(one.address, "alice").await;
+    line_where(&mut bob, |line| line == "*** guest1@one is now alice@one").await;
+    alice.send("late but here").await;
+    bob.expect("<alice@one> late but here").await;
+}
