@@ -11,9 +11,11 @@
 //! - isolation: 10 readers and one member that never reads: the readers'
 //!   rate, and how much the server's memory grows.
 //! - idle: resident memory per idle member, 1,000 members in one room.
+//! - link: one room across two servers linked through a `nats-server`,
+//!   against the same room on one of them: deliveries/s and p99.
 //!
 //! `cargo bench --bench chat -- WORD...` runs only the parts named
-//! (throughput, latency, isolation, idle).
+//! (throughput, latency, isolation, idle, link).
 
 mod support;
 
@@ -158,6 +160,140 @@ impl Drop for ChildServer {
     }
 }
 
+/// A `nats-server` on a free loopback port, or `None` if it is not
+/// installed; it is killed when dropped.
+struct Broker {
+    process: std::process::Child,
+    url: String,
+}
+
+impl Broker {
+    fn start() -> Option<Broker> {
+        let mut process = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut log = std::io::BufReader::new(process.stderr.take().unwrap());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut log, &mut line).ok()? > 0 {
+            if let Some((_, address)) = line.split_once("Listening for client connections on ") {
+                let url = format!("nats://{}", address.trim());
+                // Keep reading its log: a closed pipe would end it.
+                std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+                return Some(Broker { process, url });
+            }
+            line.clear();
+        }
+        None
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The real `chat-server --chat`, linked through `broker` as `node`.
+struct LinkedServer {
+    process: std::process::Child,
+    address: SocketAddr,
+}
+
+impl LinkedServer {
+    fn start(broker: &Broker, node: &str) -> LinkedServer {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args([
+                "--chat",
+                "--quiet",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--max-rate",
+                "0",
+            ])
+            .args(["--link", &broker.url, "--node", node])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = std::io::BufReader::new(process.stderr.take().unwrap());
+        let mut address = None;
+        let mut line = String::new();
+        while address.is_none() || !line.contains("linked through") {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
+                "chat-server ended"
+            );
+            if let Some((_, bound)) = line.split_once("listening on ") {
+                address = Some(bound.trim().parse().unwrap());
+            }
+        }
+        // Keep reading its log, so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+        LinkedServer {
+            process,
+            address: address.unwrap(),
+        }
+    }
+}
+
+impl Drop for LinkedServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// One room across two linked servers against the same room on one: the
+/// receivers on `two`, the sender on `one` or on `two`.
+fn link_table() {
+    let mut same = Vec::new();
+    let mut cross = Vec::new();
+    let mut same_p99 = Vec::new();
+    let mut cross_p99 = Vec::new();
+    for _ in 0..RUNS {
+        for (across, rates, p99s) in [
+            (false, &mut same, &mut same_p99),
+            (true, &mut cross, &mut cross_p99),
+        ] {
+            let Some(broker) = Broker::start() else {
+                println!(
+                    "link: skipped: nats-server (Debian package nats-server) is not installed"
+                );
+                return;
+            };
+            let one = LinkedServer::start(&broker, "one");
+            let two = LinkedServer::start(&broker, "two");
+            let sender = if across { one.address } else { two.address };
+            let places = Places {
+                receivers: two.address,
+                sender,
+                watched: two.process.id(),
+            };
+            rates.push(fan_out_at(Kind::Chat, &places, 100, 20_000, LINE, false).0);
+            let (delays, _) = latencies_at(&places, 100, false);
+            p99s.push(support::percentile(&delays, 99.0).as_secs_f64() * 1e3);
+        }
+    }
+    let ratio: Vec<f64> = cross.iter().zip(&same).map(|(c, s)| c / s).collect();
+    let ms = |values: &[f64]| support::range(values, |x| format!("{x:.2}"));
+    println!(
+        "linked, 1 sender, 100 receivers: across two servers {}/s, on one server {}/s ({} of it); \
+         p99 at 100k deliveries/s {} ms across, {} ms on one",
+        support::range(&cross, support::per_second),
+        support::range(&same, support::per_second),
+        support::range(&ratio, |x| format!("{x:.2}x")),
+        ms(&cross_p99),
+        ms(&same_p99),
+    );
+}
+
 fn client_runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -197,18 +333,54 @@ fn deliveries_per_second(kind: Kind, receivers: usize, lines: u64) -> f64 {
 /// second to the receivers and how much the server's memory grew, in KiB.
 fn fan_out(kind: Kind, receivers: usize, lines: u64, line: &[u8], stalled: bool) -> (f64, u64) {
     let server = ChildServer::start(kind);
+    fan_out_at(kind, &Places::one(&server), receivers, lines, line, stalled)
+}
+
+/// Where the members of a measurement connect: the receivers (and the one
+/// that never reads) to one server, the sender to the same or another, and
+/// whose memory is watched.
+struct Places {
+    receivers: SocketAddr,
+    sender: SocketAddr,
+    watched: u32,
+}
+
+impl Places {
+    fn one(server: &ChildServer) -> Places {
+        Places {
+            receivers: server.address,
+            sender: server.address,
+            watched: server.process.id(),
+        }
+    }
+
+    fn resident_kib(&self) -> u64 {
+        support::resident_kib(self.watched)
+    }
+}
+
+/// [`fan_out`] with the members at `places`.
+fn fan_out_at(
+    kind: Kind,
+    places: &Places,
+    receivers: usize,
+    lines: u64,
+    line: &[u8],
+    stalled: bool,
+) -> (f64, u64) {
+    let server = places;
     client_runtime().block_on(async {
         // First, so the others are not told it joined.
         let _never_reads = if stalled {
-            Some(join(server.address, Some(4096)).await)
+            Some(join(server.receivers, Some(4096)).await)
         } else {
             None
         };
         let mut streams = Vec::new();
         for _ in 0..receivers {
-            streams.push(join(server.address, None).await);
+            streams.push(join(server.receivers, None).await);
         }
-        let (mut sender, _) = join(server.address, None).await;
+        let (mut sender, _) = join(server.sender, None).await;
         let received: Arc<Vec<AtomicU64>> =
             Arc::new((0..receivers).map(|_| AtomicU64::new(0)).collect());
         // Receivers that have read every line sent before the timed part.
@@ -285,20 +457,26 @@ fn fan_out(kind: Kind, receivers: usize, lines: u64, line: &[u8], stalled: bool)
 /// `receivers` members, with a member that never reads if `stalled`;
 /// with the server's memory growth over the run, in KiB.
 fn latencies(kind: Kind, receivers: usize, stalled: bool) -> (Vec<Duration>, u64) {
+    let server = ChildServer::start(kind);
+    latencies_at(&Places::one(&server), receivers, stalled)
+}
+
+/// [`latencies`] with the members at `places`.
+fn latencies_at(places: &Places, receivers: usize, stalled: bool) -> (Vec<Duration>, u64) {
     const LATENCY_LINES: u64 = 2000;
     const PAD: usize = 480;
-    let server = ChildServer::start(kind);
+    let server = places;
     client_runtime().block_on(async {
         let _never_reads = if stalled {
-            Some(join(server.address, Some(4096)).await)
+            Some(join(server.receivers, Some(4096)).await)
         } else {
             None
         };
         let mut streams = Vec::new();
         for _ in 0..receivers {
-            streams.push(join(server.address, None).await);
+            streams.push(join(server.receivers, None).await);
         }
-        let (mut sender, _) = join(server.address, None).await;
+        let (mut sender, _) = join(server.sender, None).await;
         let before = server.resident_kib();
         let base = Instant::now();
         let mut tasks = Vec::new();
@@ -373,7 +551,7 @@ fn main() {
     if let Some(at) = args.iter().position(|arg| arg == SERVE) {
         return serve_until_stdin_closes(Kind::parse(&args[at + 1]).unwrap());
     }
-    const PARTS: [&str; 4] = ["throughput", "latency", "isolation", "idle"];
+    const PARTS: [&str; 5] = ["throughput", "latency", "isolation", "idle", "link"];
     let words: Vec<&String> = args
         .iter()
         .skip(1)
@@ -473,6 +651,10 @@ fn main() {
                 support::range(&grown, |x| format!("{x:.1}")),
             );
         }
+    }
+
+    if wanted("link") {
+        link_table();
     }
 
     if wanted("idle") {

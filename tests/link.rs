@@ -264,9 +264,10 @@ async fn a_server_started_before_its_broker_links_once_it_is_there() {
     })
     .await;
     let two = linked(&broker, "two", &[]).await;
-    let mut bob = Member::join(two.address).await;
     let mut alice = Member::named(one.address, "alice").await;
-    line_where(&mut bob, |line| line == "*** guest1@one is now alice@one").await;
+    let mut bob = Member::join(two.address).await;
+    // Once bob's server has heard of alice, alice's server hears bob's.
+    line_where(&mut alice, |line| line == "*** guest1@two joined").await;
     alice.send("late but here").await;
     bob.expect("<alice@one> late but here").await;
 }

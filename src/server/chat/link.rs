@@ -160,7 +160,7 @@ impl Link {
     }
 }
 
-/// Connects to the broker (waiting up to [`START_WAIT`]; if it is not
+/// Connects to the broker (waiting up to `START_WAIT`; if it is not
 /// there, the link is made in the background once it is), checks that the
 /// node name is free, and starts the link's task.
 pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {

@@ -56,14 +56,17 @@ impl Task {
             return;
         };
         loop {
+            // In this order: a room's subscription, asked for before the
+            // join that created it, reaches the broker before the join does.
             tokio::select! {
+                biased;
                 Some(event) = nats_events.recv() => {
                     if !self.on_nats_event(event).await {
                         return;
                     }
                 }
-                Some(event) = events.recv() => self.publish(event).await,
                 Some(request) = control.recv() => self.on_control(request).await,
+                Some(event) = events.recv() => self.publish(event).await,
                 Some(message) = next(&mut node) => self.on_node_message(message).await,
                 Some(message) = next(&mut who) => self.answer_who(message).await,
                 Some(message) = next(&mut rooms) => self.answer_rooms(message).await,

@@ -82,9 +82,14 @@ pub(super) async fn next(subscriber: &mut Subscriber) -> Option<Message> {
     std::future::poll_fn(|context| std::pin::Pin::new(&mut *subscriber).poll_next(context)).await
 }
 
+/// The most bytes of lines from other servers handed to a room's members
+/// as one shared buffer.
+const BATCH_BYTES: usize = 32 * 1024;
+
 /// Delivers what other servers say in `room` to its local members, each
 /// event once: a node's events carry a sequence number, and one not above
-/// the last seen from that node (and start) is dropped.
+/// the last seen from that node (and start) is dropped. The messages that
+/// have arrived together go out as one buffer, one write per member.
 pub(super) async fn deliver_room(
     hub: Arc<Hub>,
     room: Arc<str>,
@@ -92,48 +97,79 @@ pub(super) async fn deliver_room(
     spanning: Arc<Mutex<HashSet<Arc<str>>>>,
 ) {
     let mut last_seen: HashMap<(String, String), u64> = HashMap::new();
+    let mut batch = BytesMut::new();
     while let Some(message) = next(&mut subscriber).await {
-        let Some(headers) = &message.headers else {
-            continue;
-        };
-        let header = |name: &str| headers.get(name).map(|value| value.as_str());
-        let (Some(node), Some(kind), Some(nick)) = (header(NODE), header(KIND), header(NICK))
-        else {
-            continue;
-        };
-        let sequence: u64 = header(SEQUENCE).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let key = (node.to_string(), header(EPOCH).unwrap_or("").to_string());
-        let last = last_seen.entry(key).or_insert(0);
-        if sequence <= *last {
-            continue;
+        let mut message = Some(message);
+        while let Some(arrived) = message.take() {
+            if add_line(&mut batch, &arrived, &mut last_seen, &hub)
+                && let Ok(mut spanning) = spanning.lock()
+            {
+                spanning.insert(Arc::clone(&room));
+            }
+            if batch.len() < BATCH_BYTES {
+                message = ready_now(&mut subscriber);
+            }
         }
-        *last = sequence;
-        if let Ok(mut spanning) = spanning.lock() {
-            spanning.insert(Arc::clone(&room));
+        if !batch.is_empty() {
+            hub.deliver_to_room(&room, &std::mem::take(&mut batch).freeze());
         }
-        let who = format!("{nick}@{node}");
-        let mut line = BytesMut::new();
-        match kind {
-            "said" => {
-                text::said_prefix(&mut line, &who);
-                escape_into(&mut line, &message.payload);
-            }
-            "action" => {
-                text::action_prefix(&mut line, &who);
-                escape_into(&mut line, &message.payload);
-            }
-            "joined" => line.extend_from_slice(text::joined(&who).as_bytes()),
-            "left" => {
-                let why = header(WHY).map(|why| escaped(why.as_bytes()));
-                line.extend_from_slice(text::left(&who, why.as_deref()).as_bytes());
-            }
-            "renamed" => {
-                let old = format!("{}@{node}", header(OLD_NICK).unwrap_or(""));
-                line.extend_from_slice(text::renamed(&old, &who).as_bytes());
-            }
-            _ => continue,
-        }
-        line.extend_from_slice(hub.delimiter());
-        hub.deliver_to_room(&room, &line.freeze());
     }
+}
+
+/// The next message if one is there already; never waits.
+fn ready_now(subscriber: &mut Subscriber) -> Option<Message> {
+    use futures_core::Stream;
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    match std::pin::Pin::new(subscriber).poll_next(&mut context) {
+        std::task::Poll::Ready(message) => message,
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Appends the line `message` stands for to `batch`, unless it was seen
+/// already or is not one of ours; says whether it did.
+fn add_line(
+    batch: &mut BytesMut,
+    message: &Message,
+    last_seen: &mut HashMap<(String, String), u64>,
+    hub: &Hub,
+) -> bool {
+    let Some(headers) = &message.headers else {
+        return false;
+    };
+    let header = |name: &str| headers.get(name).map(|value| value.as_str());
+    let (Some(node), Some(kind), Some(nick)) = (header(NODE), header(KIND), header(NICK)) else {
+        return false;
+    };
+    let sequence: u64 = header(SEQUENCE).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let key = (node.to_string(), header(EPOCH).unwrap_or("").to_string());
+    let last = last_seen.entry(key).or_insert(0);
+    if sequence <= *last {
+        return false;
+    }
+    *last = sequence;
+    let who = format!("{nick}@{node}");
+    match kind {
+        "said" => {
+            text::said_prefix(batch, &who);
+            escape_into(batch, &message.payload);
+        }
+        "action" => {
+            text::action_prefix(batch, &who);
+            escape_into(batch, &message.payload);
+        }
+        "joined" => batch.extend_from_slice(text::joined(&who).as_bytes()),
+        "left" => {
+            let why = header(WHY).map(|why| escaped(why.as_bytes()));
+            batch.extend_from_slice(text::left(&who, why.as_deref()).as_bytes());
+        }
+        "renamed" => {
+            let old = format!("{}@{node}", header(OLD_NICK).unwrap_or(""));
+            batch.extend_from_slice(text::renamed(&old, &who).as_bytes());
+        }
+        _ => return false,
+    }
+    batch.extend_from_slice(hub.delimiter());
+    true
 }
