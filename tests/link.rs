@@ -230,8 +230,9 @@ async fn the_broker_going_away_leaves_rooms_working_locally_and_its_return_resto
     bob.expect(restored).await;
     carol.expect(restored).await;
     let took = back.elapsed();
+    eprintln!("the link came back {took:?} after the broker");
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(1),
         "the link came back {took:?} after the broker"
     );
     alice.send("after").await;
