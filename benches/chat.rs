@@ -2,7 +2,7 @@
 //! same run (see `support/fan_out.rs`): the per-line-write design of
 //! tokio's `examples/chat.rs`, and a raw fan-out bound that moves chunks
 //! with no lines at all. Each server runs in a child process (this program
-//! with `serve KIND`), so its memory and CPU are its own.
+//! with `--serve KIND`), so its memory and CPU are its own.
 //!
 //! - deliveries/s: one sender, N receivers in one room (N = 100, 1,000);
 //!   the sender keeps at most `WINDOW_BYTES` ahead of the slowest receiver.
@@ -28,12 +28,12 @@ use std::time::Duration;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server::{self, Config, chat as chat_mode};
+use support::{ChildServer, SERVE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
-const SERVE: &str = "serve";
 /// Measurements of each figure; the range over them is reported.
 const RUNS: usize = 3;
 /// Bytes of lines the sender may be ahead of the slowest receiver: well
@@ -82,81 +82,29 @@ impl Kind {
     }
 }
 
-/// The child's side: serves until stdin closes.
-fn serve_until_stdin_closes(kind: Kind) {
-    let runtime = support::server_runtime();
-    runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
-        let stdin_closed = tokio::task::spawn_blocking(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        });
-        let serving = async {
-            match kind {
-                Kind::Chat => {
-                    let config = Config {
-                        format: Arc::new(LineFormat::new(
-                            Delimiter::lenient(),
-                            server::DEFAULT_MAX_LINE_BYTES,
-                        )),
-                        max_connections: server::DEFAULT_MAX_CONNECTIONS,
-                        idle_timeout: None,
-                        log_connections: false,
-                        chat: Some(chat_mode::Settings {
-                            room: chat_mode::DEFAULT_ROOM.to_string(),
-                            sendq: chat_mode::DEFAULT_SENDQ,
-                            max_rate: None,
-                            link: None,
-                        }),
-                    };
-                    server::run(vec![listener], config, std::future::pending())
-                        .await
-                        .unwrap();
-                }
-                Kind::PerLine => support::fan_out::per_line(listener).await,
-                Kind::Raw => support::fan_out::raw(listener).await,
-            }
-        };
-        tokio::select! {
-            () = serving => {}
-            _ = stdin_closed => {}
+/// The child's side: serves `kind` until stdin closes.
+async fn serve(listener: TcpListener, kind: Kind) {
+    match kind {
+        Kind::Chat => {
+            let config = Config {
+                format: Arc::new(LineFormat::new(
+                    Delimiter::lenient(),
+                    server::DEFAULT_MAX_LINE_BYTES,
+                )),
+                max_connections: server::DEFAULT_MAX_CONNECTIONS,
+                idle_timeout: None,
+                log_connections: false,
+                chat: Some(chat_mode::Settings {
+                    max_rate: None,
+                    ..chat_mode::Settings::default()
+                }),
+            };
+            server::run(vec![listener], config, std::future::pending())
+                .await
+                .unwrap();
         }
-    });
-}
-
-/// A server of some kind in a child process; it exits when dropped.
-struct ChildServer {
-    process: std::process::Child,
-    address: SocketAddr,
-}
-
-impl ChildServer {
-    fn start(kind: Kind) -> ChildServer {
-        let mut process = Command::new(std::env::current_exe().unwrap())
-            .args([SERVE, kind.name()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(process.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let address = line.trim().parse().unwrap();
-        ChildServer { process, address }
-    }
-
-    fn resident_kib(&self) -> u64 {
-        support::resident_kib(self.process.id())
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        drop(self.process.stdin.take());
-        let _ = self.process.wait();
+        Kind::PerLine => support::fan_out::per_line(listener).await,
+        Kind::Raw => support::fan_out::raw(listener).await,
     }
 }
 
@@ -332,7 +280,7 @@ fn deliveries_per_second(kind: Kind, receivers: usize, lines: u64) -> f64 {
 /// (and to one more that never reads, if `stalled`); returns deliveries a
 /// second to the receivers and how much the server's memory grew, in KiB.
 fn fan_out(kind: Kind, receivers: usize, lines: u64, line: &[u8], stalled: bool) -> (f64, u64) {
-    let server = ChildServer::start(kind);
+    let server = ChildServer::start(kind.name());
     fan_out_at(kind, &Places::one(&server), receivers, lines, line, stalled)
 }
 
@@ -357,6 +305,26 @@ impl Places {
     fn resident_kib(&self) -> u64 {
         support::resident_kib(self.watched)
     }
+
+    /// Connects the members: first the one that never reads (if `stalled`,
+    /// so the others are not told it joined), then `receivers` (with the
+    /// lines each has seen), then the sender.
+    async fn join(
+        &self,
+        receivers: usize,
+        stalled: bool,
+    ) -> (Option<TcpStream>, Vec<(TcpStream, u64)>, TcpStream) {
+        let never_reads = match stalled {
+            true => Some(join(self.receivers, Some(4096)).await.0),
+            false => None,
+        };
+        let mut streams = Vec::new();
+        for _ in 0..receivers {
+            streams.push(join(self.receivers, None).await);
+        }
+        let (sender, _) = join(self.sender, None).await;
+        (never_reads, streams, sender)
+    }
 }
 
 /// [`fan_out`] with the members at `places`.
@@ -368,25 +336,14 @@ fn fan_out_at(
     line: &[u8],
     stalled: bool,
 ) -> (f64, u64) {
-    let server = places;
     client_runtime().block_on(async {
-        // First, so the others are not told it joined.
-        let _never_reads = if stalled {
-            Some(join(server.receivers, Some(4096)).await)
-        } else {
-            None
-        };
-        let mut streams = Vec::new();
-        for _ in 0..receivers {
-            streams.push(join(server.receivers, None).await);
-        }
-        let (mut sender, _) = join(server.sender, None).await;
+        let (_never_reads, streams, mut sender) = places.join(receivers, stalled).await;
         let received: Arc<Vec<AtomicU64>> =
             Arc::new((0..receivers).map(|_| AtomicU64::new(0)).collect());
         // Receivers that have read every line sent before the timed part.
         let ready = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
-        let before = server.resident_kib();
+        let before = places.resident_kib();
         for (k, (mut stream, seen)) in streams.into_iter().enumerate() {
             let skip = kind.greeting_lines() + kind.notices(k, receivers);
             // chat-server tells the room that the one not reading was cut.
@@ -445,7 +402,7 @@ fn fan_out_at(
         for task in tasks {
             last = last.max(task.await.unwrap().duration_since(started));
         }
-        let grown = server.resident_kib().saturating_sub(before);
+        let grown = places.resident_kib().saturating_sub(before);
         (
             (receivers as u64 * lines) as f64 / last.as_secs_f64(),
             grown,
@@ -457,7 +414,7 @@ fn fan_out_at(
 /// `receivers` members, with a member that never reads if `stalled`;
 /// with the server's memory growth over the run, in KiB.
 fn latencies(kind: Kind, receivers: usize, stalled: bool) -> (Vec<Duration>, u64) {
-    let server = ChildServer::start(kind);
+    let server = ChildServer::start(kind.name());
     latencies_at(&Places::one(&server), receivers, stalled)
 }
 
@@ -465,19 +422,9 @@ fn latencies(kind: Kind, receivers: usize, stalled: bool) -> (Vec<Duration>, u64
 fn latencies_at(places: &Places, receivers: usize, stalled: bool) -> (Vec<Duration>, u64) {
     const LATENCY_LINES: u64 = 2000;
     const PAD: usize = 480;
-    let server = places;
     client_runtime().block_on(async {
-        let _never_reads = if stalled {
-            Some(join(server.receivers, Some(4096)).await)
-        } else {
-            None
-        };
-        let mut streams = Vec::new();
-        for _ in 0..receivers {
-            streams.push(join(server.receivers, None).await);
-        }
-        let (mut sender, _) = join(server.sender, None).await;
-        let before = server.resident_kib();
+        let (_never_reads, streams, mut sender) = places.join(receivers, stalled).await;
+        let before = places.resident_kib();
         let base = Instant::now();
         let mut tasks = Vec::new();
         for (k, (mut stream, _)) in streams.into_iter().enumerate() {
@@ -519,7 +466,7 @@ fn latencies_at(places: &Places, receivers: usize, stalled: bool) -> (Vec<Durati
             all.extend(task.await.unwrap());
         }
         all.sort_unstable();
-        let grown = server.resident_kib().saturating_sub(before);
+        let grown = places.resident_kib().saturating_sub(before);
         (all, grown)
     })
 }
@@ -528,7 +475,7 @@ fn latencies_at(places: &Places, receivers: usize, stalled: bool) -> (Vec<Durati
 /// 200 others, so the server's start-up is not counted) and stay.
 fn idle_memory_per_member(kind: Kind) -> f64 {
     const IDLE_MEMBERS: usize = 1000;
-    let server = ChildServer::start(kind);
+    let server = ChildServer::start(kind.name());
     client_runtime().block_on(async {
         let mut members = Vec::new();
         for _ in 0..200 {
@@ -549,7 +496,8 @@ fn idle_memory_per_member(kind: Kind) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == SERVE) {
-        return serve_until_stdin_closes(Kind::parse(&args[at + 1]).unwrap());
+        let kind = Kind::parse(&args[at + 1]).unwrap();
+        return support::serve_until_stdin_closes(|listener| serve(listener, kind));
     }
     const PARTS: [&str; 5] = ["throughput", "latency", "isolation", "idle", "link"];
     let words: Vec<&String> = args

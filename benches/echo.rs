@@ -17,7 +17,6 @@
 //! kernel's scheduler tick. Memory is measured with each server in a child
 //! process, so that only the server is counted.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ use tokio::sync::Semaphore;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::Kind;
+use support::{ChildServer, Kind, SERVE};
 
 /// 30 bytes and CRLF: a 32-byte line.
 const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
@@ -52,8 +51,6 @@ const RUNS: usize = 5;
 /// Tail latency on a shared machine is noisy: more runs for its median.
 const LATENCY_RUNS: usize = 7;
 const IDLE_CONNECTIONS: usize = 5_000;
-/// The argument that makes this program a server in a child process.
-const SERVE: &str = "--serve";
 
 fn reply_len(kind: Kind) -> usize {
     match kind {
@@ -170,78 +167,27 @@ fn ping_pong(
     })
 }
 
-/// Runs a server of `kind` in a child process, as this program with
-/// `--serve KIND`, so its memory is its own.
-struct ChildServer {
-    process: std::process::Child,
-    address: SocketAddr,
+/// A server of `kind` in a child process.
+fn start_child(kind: Kind) -> ChildServer {
+    ChildServer::start(&kind.name())
 }
 
-impl ChildServer {
-    fn start(kind: Kind) -> ChildServer {
-        Self::spawn(Command::new(std::env::current_exe().unwrap()).args([SERVE, &kind.name()]))
-    }
-
-    /// A server with one worker thread, confined to `core`.
-    fn start_pinned(kind: Kind, core: usize) -> ChildServer {
-        let program = std::env::current_exe().unwrap();
-        Self::spawn(
-            Command::new("taskset")
-                .args(["-c", &core.to_string()])
-                .arg(program)
-                .args([SERVE, &kind.name()])
-                .env("TOKIO_WORKER_THREADS", "1"),
-        )
-    }
-
-    fn spawn(command: &mut Command) -> ChildServer {
-        let mut process = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(process.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line.trim().parse().unwrap();
-        ChildServer { process, address }
-    }
-
-    fn resident_kib(&self) -> u64 {
-        support::resident_kib(self.process.id())
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        // Closing its stdin tells the child to exit.
-        drop(self.process.stdin.take());
-        let _ = self.process.wait();
-    }
-}
-
-/// The child's side: serves until stdin closes.
-fn serve_until_stdin_closes(kind: Kind) {
-    let runtime = support::server_runtime();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
-        std::io::stdout().flush().unwrap();
-        let stdin_closed = tokio::task::spawn_blocking(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        });
-        support::serve(listener, kind, async {
-            let _ = stdin_closed.await;
-        })
-        .await;
-    });
+/// A server of `kind` with one worker thread, confined to `core`.
+fn start_child_pinned(kind: Kind, core: usize) -> ChildServer {
+    let program = std::env::current_exe().unwrap();
+    ChildServer::spawn(
+        Command::new("taskset")
+            .args(["-c", &core.to_string()])
+            .arg(program)
+            .args([SERVE, &kind.name()])
+            .env("TOKIO_WORKER_THREADS", "1"),
+    )
 }
 
 /// Resident memory per idle connection: each of `IDLE_CONNECTIONS` sends a
 /// line, gets its reply, and then stays open doing nothing.
 fn idle_memory_per_connection(kind: Kind) -> f64 {
-    let server = ChildServer::start(kind);
+    let server = start_child(kind);
     let address = server.address;
     client_runtime().block_on(async {
         // One exchange first, so the runtime's own start-up is not counted.
@@ -269,7 +215,10 @@ fn idle_memory_per_connection(kind: Kind) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == SERVE) {
-        return serve_until_stdin_closes(Kind::parse(&args[at + 1]).unwrap());
+        let kind = Kind::parse(&args[at + 1]).unwrap();
+        return support::serve_until_stdin_closes(|listener| {
+            support::serve(listener, kind, std::future::pending())
+        });
     }
 
     // `cargo bench --bench echo -- WORD...` runs only the parts named
@@ -320,7 +269,7 @@ fn main() {
             pin_this_thread(0);
             let children: Vec<ChildServer> = kinds
                 .iter()
-                .map(|&kind| ChildServer::start_pinned(kind, 1))
+                .map(|&kind| start_child_pinned(kind, 1))
                 .collect();
             let pinned: Vec<(Kind, SocketAddr)> = kinds
                 .iter()

@@ -290,10 +290,8 @@ fn start_server() -> (tokio::runtime::Runtime, SocketAddr) {
         idle_timeout: None,
         log_connections: false,
         chat: Some(chat_mode::Settings {
-            room: chat_mode::DEFAULT_ROOM.to_string(),
-            sendq: chat_mode::DEFAULT_SENDQ,
             max_rate: None,
-            link: None,
+            ..chat_mode::Settings::default()
         }),
     };
     let address = runtime.block_on(async {

@@ -187,3 +187,69 @@ pub fn per_second(value: f64) -> String {
         format!("{value:.0}")
     }
 }
+
+/// The argument that makes a bench program a server child: `serve KIND`.
+pub const SERVE: &str = "--serve";
+
+/// A server in a child process (this bench program run as `--serve KIND`,
+/// or another command that prints its address first), so its memory and
+/// CPU are its own. Closing its stdin, when dropped, tells it to exit.
+pub struct ChildServer {
+    pub process: std::process::Child,
+    pub address: SocketAddr,
+}
+
+impl ChildServer {
+    /// This program again, serving `kind` (a name the program knows).
+    pub fn start(kind: &str) -> ChildServer {
+        let program = std::env::current_exe().unwrap();
+        Self::spawn(std::process::Command::new(program).args([SERVE, kind]))
+    }
+
+    /// Runs `command`, and reads the address it serves on from the first
+    /// line of its stdout.
+    pub fn spawn(command: &mut std::process::Command) -> ChildServer {
+        use std::io::BufRead;
+        let mut process = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(process.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line.trim().parse().unwrap();
+        ChildServer { process, address }
+    }
+
+    pub fn resident_kib(&self) -> u64 {
+        resident_kib(self.process.id())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // Closing its stdin tells the child to exit.
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
+    }
+}
+
+/// The child's side of [`ChildServer`]: binds a loopback port, prints it,
+/// and runs `serve` on it until stdin closes.
+pub fn serve_until_stdin_closes<F: Future<Output = ()>>(serve: impl FnOnce(TcpListener) -> F) {
+    use std::io::Write;
+    server_runtime().block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        });
+        tokio::select! {
+            () = serve(listener) => {}
+            _ = stdin_closed => {}
+        }
+    });
+}

@@ -136,8 +136,8 @@ fn default_node() -> String {
 
 /// Parses `--room`: a valid room name, `#` optional.
 fn room(text: &str) -> Result<String, String> {
-    chat_mode::names::room(text.as_bytes())
-        .ok_or_else(|| "a room name is 1-32 of a-z 0-9 - _".to_string())
+    let refused = chat::protocol::chat::BAD_ROOM.trim_start_matches("error: ");
+    chat_mode::names::room(text.as_bytes()).ok_or_else(|| refused.to_string())
 }
 
 const EXAMPLES: &str = "\

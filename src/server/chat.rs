@@ -50,6 +50,18 @@ pub struct Settings {
     pub link: Option<link::LinkSettings>,
 }
 
+/// Every default, as `chat-server --chat` runs without the chat flags.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            room: DEFAULT_ROOM.to_string(),
+            sendq: DEFAULT_SENDQ,
+            max_rate: Some(DEFAULT_MAX_RATE),
+            link: None,
+        }
+    }
+}
+
 /// Makes the connection a member of the chat until it leaves, and says why
 /// it did. What it is still owed is in the connection's outbox, for the
 /// close.
