@@ -98,6 +98,7 @@ async fn serve(listener: TcpListener, kind: Kind) {
                     max_rate: None,
                     ..chat_mode::Settings::default()
                 }),
+                tls: None,
             };
             server::run(vec![listener], config, std::future::pending())
                 .await

@@ -11,6 +11,7 @@
 //!   closes the connection.
 //! - [`protocol`]: every text the server puts on the wire, in both modes.
 //! - [`log`]: the server's log, which never blocks it.
+//! - [`tls`]: both programs' TLS configurations.
 //! - [`cli`]: what both command lines share.
 //!
 //! The binaries in `src/bin/` only parse arguments and call in here.
@@ -22,3 +23,4 @@ pub mod framing;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod tls;

@@ -32,6 +32,12 @@ pub fn server_full(max_connections: usize) -> String {
     format!("error: server is full ({max_connections} {noun})")
 }
 
+/// Sent in plain text by a server with TLS to a client that does not start
+/// a TLS handshake (nc, telnet, chat-client without `--tls`), before
+/// closing: better than the TLS alert it could not read.
+pub const TLS_REQUIRED: &str =
+    "error: this server speaks TLS only (chat-client --tls, openssl s_client)";
+
 /// Sent before closing a connection that sent nothing for the idle timeout.
 pub fn idle(timeout: Duration) -> String {
     format!("error: idle for {} s", timeout.as_secs_f64())
@@ -48,7 +54,13 @@ mod tests {
         assert_eq!(server_full(1), "error: server is full (1 connection)");
         assert_eq!(idle(Duration::from_millis(500)), "error: idle for 0.5 s");
         assert_eq!(idle(Duration::from_secs(60)), "error: idle for 60 s");
-        for line in [line_too_long(1), server_full(1), idle(Duration::ZERO)] {
+        let tls_required = TLS_REQUIRED.to_string();
+        for line in [
+            line_too_long(1),
+            server_full(1),
+            idle(Duration::ZERO),
+            tls_required,
+        ] {
             assert!(line.as_bytes().starts_with(ERROR_PREFIX));
         }
     }

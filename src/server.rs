@@ -7,6 +7,7 @@ pub mod bind;
 pub mod chat;
 pub mod connection;
 mod echo;
+mod handshake;
 
 use std::future::Future;
 use std::io;
@@ -24,6 +25,8 @@ use tracing::{error, info, warn};
 
 use crate::framing::LineFormat;
 pub use bind::{ListenOptions, bind_all};
+use connection::Stream;
+pub use handshake::{HANDSHAKE_TIMEOUT, Tls};
 
 /// The asyncio `StreamReader` default, so the reference's clients fit.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
@@ -57,6 +60,8 @@ pub struct Config {
     pub log_connections: bool,
     /// Chat mode's settings; echo mode without them.
     pub chat: Option<chat::Settings>,
+    /// `--tls-cert` and `--tls-key`: every connection speaks TLS.
+    pub tls: Option<Tls>,
 }
 
 /// Runs the server as the `chat-server` command does: binds every address
@@ -135,19 +140,24 @@ pub async fn run(
             accepted = accept_any(&listeners, &mut first_listener) => match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
+                    // What the connection's task is given.
+                    let (given, stopped) = (Arc::clone(&config), stop.clone());
+                    let tasks = &mut connections;
                     match Arc::clone(&slots).try_acquire_owned() {
                         Ok(slot) => match &hub {
-                            None => connections.spawn(connection::serve_echo(
-                                stream, peer, slot, Arc::clone(&config), stop.clone(),
-                            )),
-                            Some(hub) => connections.spawn(connection::serve_chat(
-                                stream, peer, slot, Arc::clone(&config), Arc::clone(hub),
-                                stop.clone(),
-                            )),
+                            None => spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
+                                connection::serve_echo(stream, peer, slot, given, stopped)
+                            }),
+                            Some(hub) => {
+                                let hub = Arc::clone(hub);
+                                spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
+                                    connection::serve_chat(stream, peer, slot, given, hub, stopped)
+                                });
+                            }
                         },
-                        Err(_) => connections.spawn(connection::refuse(
-                            stream, peer, Arc::clone(&config), stop.clone(),
-                        )),
+                        Err(_) => spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
+                            connection::refuse(stream, peer, given, stopped)
+                        }),
                     };
                 }
                 Err(error) => {
@@ -183,6 +193,32 @@ pub async fn run(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// Spawns the task of a connection just accepted, which `serve` makes from
+/// its stream: right away, or with TLS once the handshake is done.
+fn spawn_served<F>(
+    connections: &mut JoinSet<()>,
+    config: &Arc<Config>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: &watch::Receiver<()>,
+    serve: impl FnOnce(Stream) -> F + Send + 'static,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match &config.tls {
+        // Made before it is spawned: the task holds the connection alone.
+        None => connections.spawn(serve(Stream::Tcp(stream))),
+        Some(tls) => connections.spawn(handshake::then_serve(
+            tls.clone(),
+            stream,
+            peer,
+            Arc::clone(config),
+            stop.clone(),
+            serve,
+        )),
+    };
 }
 
 /// The next connection on any of `listeners`. Each call starts looking one

@@ -293,6 +293,7 @@ fn start_server() -> (tokio::runtime::Runtime, SocketAddr) {
             max_rate: None,
             ..chat_mode::Settings::default()
         }),
+        tls: None,
     };
     let address = runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

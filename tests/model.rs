@@ -118,6 +118,7 @@ fn servers() -> &'static Servers {
                 idle_timeout: None,
                 log_connections: false,
                 chat: None,
+                tls: None,
             };
             runtime.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -29,6 +29,7 @@ pub fn server_config() -> Config {
         idle_timeout: None,
         log_connections: false,
         chat: None,
+        tls: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! replies until the server closes the connection. Parses the flags and
 //! calls [`chat::client`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use chat::cli;
 use chat::client;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
+use chat::tls;
 use clap::Parser;
+use rustls_pki_types::ServerName;
 
 /// Sends each stdin line to a chat-server and prints each reply; exits when
 /// the server closes the connection (send "." to ask it to).
@@ -43,6 +46,20 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = cli::Seconds(client::DEFAULT_CONNECT_TIMEOUT),
           value_parser = cli::seconds_up_to(cli::LONGEST_CONNECT_TIMEOUT))]
     connect_timeout: cli::Seconds,
+
+    /// Speak TLS, and check the server's certificate against the system's
+    /// trusted roots
+    #[arg(long)]
+    tls: bool,
+
+    /// Speak TLS, and trust only the certificate or CA in this PEM file
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// Speak TLS, and check the server's certificate for this name (also
+    /// sent as SNI) instead of HOST: for connecting by IP address
+    #[arg(long, value_name = "NAME", value_parser = tls::server_name)]
+    tls_server_name: Option<ServerName<'static>>,
 }
 
 const EXAMPLES: &str = "\
@@ -50,7 +67,10 @@ Examples:
   chat-client                      talk to chat-server on localhost:8007
   chat-client example.org 9000     the server at example.org, port 9000
   printf 'a\\nb\\n' | chat-client    send two lines, print both replies
-  chat-client -p 9000 < lines.txt  send a file's lines, one per line";
+  chat-client -p 9000 < lines.txt  send a file's lines, one per line
+  chat-client --tls-ca ca.pem      TLS, trusting the CA in ca.pem
+  chat-client --tls chat.example.org 6697
+                                   TLS, checked against the system's roots";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -67,6 +87,13 @@ async fn connect(args: Args) -> anyhow::Result<()> {
             args.max_line_bytes,
         )),
         connect_timeout: args.connect_timeout.as_limit(),
+        tls: match args.tls || args.tls_ca.is_some() || args.tls_server_name.is_some() {
+            false => None,
+            true => Some(client::Tls {
+                config: tls::client_config(args.tls_ca.as_deref())?,
+                server_name: args.tls_server_name,
+            }),
+        },
     };
     client::run(config).await
 }

@@ -2,6 +2,7 @@
 //! connection on a `.` line; with `--chat`, a chat server. Parses the flags
 //! and calls [`chat::server`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,30 @@ struct Args {
     /// (alice@NAME) [default: the host name]
     #[arg(long, value_name = "NAME", value_parser = node_name, requires = "link")]
     node: Option<String>,
+
+    /// Speak TLS only, with the certificate chain in this PEM file (the
+    /// server's certificate first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert's certificate, in a PEM file
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// How long a client has to finish its TLS handshake, at most the
+    /// default (for tests)
+    #[arg(long, value_name = "SECS", hide = true, requires = "tls_cert",
+          default_value_t = cli::Seconds(server::HANDSHAKE_TIMEOUT),
+          value_parser = handshake_timeout)]
+    tls_handshake_timeout: cli::Seconds,
+}
+
+/// Parses `--tls-handshake-timeout`: from a millisecond to the default.
+fn handshake_timeout(text: &str) -> Result<cli::Seconds, String> {
+    match cli::seconds_up_to(server::HANDSHAKE_TIMEOUT)(text)? {
+        cli::Seconds(duration) if duration.is_zero() => Err("must not be 0".to_string()),
+        seconds => Ok(seconds),
+    }
 }
 
 /// Parses `--link`: a NATS server address.
@@ -149,7 +174,10 @@ Examples:
   nc -C localhost 8007             any TCP client works; -C sends CRLF
   chat-server --delimiter lenient  accept plain nc and telnet line ends
   chat-server --chat               a chat: every chat-client, nc or telnet
-                                   connected talks to the others";
+                                   connected talks to the others
+  chat-server --tls-cert cert.pem --tls-key key.pem
+                                   TLS only (chat-client --tls, or
+                                   openssl s_client -crlf)";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -166,6 +194,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Delimiter::crlf()
     };
     let delimiter = args.lines.delimiter_or(default_delimiter);
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = chat::tls::ServerFiles { cert, key };
+            let config = chat::tls::server_config(&files)?;
+            Some(server::Tls::new(config, args.tls_handshake_timeout.0))
+        }
+        // clap makes each require the other.
+        _ => None,
+    };
     let config = server::Config {
         format: Arc::new(LineFormat::new(delimiter, args.max_line_bytes)),
         max_connections: args.max_connections,
@@ -180,6 +217,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 node: args.node.unwrap_or_else(default_node),
             }),
         }),
+        tls,
     };
     let options = server::ListenOptions {
         reuse_port: args.reuse_port,

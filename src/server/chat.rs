@@ -283,7 +283,7 @@ impl Member<'_> {
             End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
             End::TooSlow { .. } => text::LEFT_TOO_SLOW,
             End::Failed(_) => text::LEFT_CONNECTION_LOST,
-            End::ClientClosed | End::ShuttingDown | End::ServerFull => return None,
+            End::ClientClosed | End::ShuttingDown | End::ServerFull | End::NotTls => return None,
         };
         Some(why.to_string())
     }

@@ -6,6 +6,9 @@
 
 mod close;
 mod queued;
+mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::future::Future;
@@ -17,7 +20,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, Sleep};
@@ -29,6 +32,7 @@ use crate::framing::{LineSplitter, LineTooLong};
 use crate::protocol;
 pub use close::CLOSE_STALL;
 pub(crate) use queued::{SendQueue, Wake};
+pub(crate) use stream::Stream;
 /// Room for the first read after a wait: small, since a connection that had
 /// to wait is usually one line at a time (a person, a ping-pong client), and
 /// its buffer is allocated anew after every wait.
@@ -45,7 +49,7 @@ const OUTBOX_HEADROOM: usize = 4 * 1024;
 
 /// Serves one connection in echo mode: see [`serve`].
 pub(crate) fn serve_echo(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
@@ -58,7 +62,7 @@ pub(crate) fn serve_echo(
 
 /// Serves one connection as a member of the chat `hub`: see [`serve`].
 pub(crate) fn serve_chat(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
@@ -75,7 +79,7 @@ pub(crate) fn serve_chat(
 /// task holds only its own state: an idle connection's memory is mostly
 /// its task.
 fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     config: Arc<Config>,
@@ -104,7 +108,7 @@ fn serve(
 
 /// Tells a connection over the limit that the server is full, and closes it.
 pub(crate) async fn refuse(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     config: Arc<Config>,
     stop: watch::Receiver<()>,
@@ -114,9 +118,35 @@ pub(crate) async fn refuse(
         info!("{peer} refused: server full ({max_connections} connections open)");
     }
     let message = protocol::server_full(max_connections);
+    tell_and_close(stream, config, stop, &message, End::ServerFull).await;
+}
+
+/// Tells a client that sent plain text to a server with TLS that it needs
+/// TLS, in plain text, and closes the connection.
+pub(crate) async fn refuse_plaintext(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    stop: watch::Receiver<()>,
+) {
+    if config.log_connections {
+        info!("{peer} refused: not TLS (it sent plain text)");
+    }
+    let (message, end) = (protocol::TLS_REQUIRED, End::NotTls);
+    tell_and_close(Stream::Tcp(stream), config, stop, message, end).await;
+}
+
+/// Sends `line` and closes the connection as `end` says.
+async fn tell_and_close(
+    stream: Stream,
+    config: Arc<Config>,
+    stop: watch::Receiver<()>,
+    line: &str,
+    end: End,
+) {
     let mut connection = Connection::new(stream, config, stop);
-    connection.queue_line(&[message.as_bytes()]);
-    connection.close(&End::ServerFull).await;
+    connection.queue_line(&[line.as_bytes()]);
+    connection.close(&end).await;
 }
 
 /// Why a connection ended; said in the log line when it closes.
@@ -133,6 +163,8 @@ pub(super) enum End {
     NotReading(Duration),
     ShuttingDown,
     ServerFull,
+    /// The server has TLS and the client sent plain text.
+    NotTls,
     /// A chat member let more than `sendq` bytes wait for it.
     TooSlow {
         sendq: usize,
@@ -151,6 +183,7 @@ impl fmt::Display for End {
             End::NotReading(timeout) => write!(f, "client read nothing for {timeout:?}"),
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull => write!(f, "server full"),
+            End::NotTls => write!(f, "not TLS"),
             End::TooSlow { sendq } => write!(f, "too slow: more than {sendq} bytes unread"),
             End::Failed(error) => write!(f, "{error}"),
         }
@@ -186,7 +219,7 @@ impl fmt::Display for Stats {
 /// bytes to send, the idle timer, the close, and the counts for the log.
 /// What to answer is the policy's (`echo`).
 pub(super) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     /// Received bytes, cut into lines.
     pub(super) lines: LineSplitter,
     /// Bytes to send, not yet written; unallocated while waiting for input.
@@ -228,9 +261,8 @@ async fn idle_expiry(timer: &mut Option<IdleTimer>) -> Duration {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, config: Arc<Config>, stop: watch::Receiver<()>) -> Self {
-        // Replies are batched by hand, so Nagle's delay would only add latency.
-        let _ = stream.set_nodelay(true);
+    fn new(stream: Stream, config: Arc<Config>, stop: watch::Receiver<()>) -> Self {
+        stream.set_nodelay();
         Self {
             stream,
             lines: LineSplitter::new(Arc::clone(&config.format)),
@@ -300,24 +332,38 @@ impl Connection {
             .extend_from_slice(self.config.format.written_delimiter());
     }
 
-    /// Writes everything in the outbox, usually in one write. With an idle
-    /// timeout, a client that takes none of it for that long ends the
-    /// connection.
+    /// Writes everything in the outbox, usually in one write (with TLS,
+    /// then sends the records it made). With an idle timeout, a client that
+    /// takes none of it for that long ends the connection.
     pub(super) async fn flush(&mut self) -> Result<(), End> {
-        while !self.outbox.is_empty() {
-            let write = self.stream.write_buf(&mut self.outbox);
-            let written = match &mut self.idle_timer {
-                None => write.await,
+        let Self {
+            stream,
+            outbox,
+            idle_timer,
+            stats,
+            ..
+        } = self;
+        while !outbox.is_empty() || stream.has_unsent() {
+            let send = async {
+                if outbox.is_empty() {
+                    stream.flush().await.map(|()| None)
+                } else {
+                    stream.write_buf(outbox).await.map(Some)
+                }
+            };
+            let sent = match idle_timer {
+                None => send.await,
                 Some(timer) => tokio::select! {
-                    written = write => written,
+                    sent = send => sent,
                     timeout = timer.expiry() => return Err(End::NotReading(timeout)),
                 },
             };
-            match written {
-                Ok(0) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
-                Ok(count) => {
-                    self.stats.bytes_out += count as u64;
-                    self.stats.writes += 1;
+            match sent {
+                Ok(None) => {}
+                Ok(Some(0)) => return Err(End::Failed(io::ErrorKind::WriteZero.into())),
+                Ok(Some(count)) => {
+                    stats.bytes_out += count as u64;
+                    stats.writes += 1;
                 }
                 Err(error) => return Err(End::Failed(error)),
             }
@@ -346,15 +392,10 @@ impl Connection {
         // pair would keep a readiness waiter inside every waiting
         // connection's task. The read future holds no state between polls.
         let read = std::future::poll_fn(|context| {
-            if stream.poll_read_ready(context)?.is_ready() {
-                let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
-                let buffer = lines.buffer_for_read(spare);
-                let room = buffer.capacity() - buffer.len();
-                let read = std::pin::pin!(stream.read_buf(buffer));
-                if let Poll::Ready(count) = read.poll(context)? {
-                    *streaming = count == room;
-                    return Poll::Ready(Ok(count));
-                }
+            let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
+            if let Poll::Ready(read) = stream.poll_read_into(context, lines, spare) {
+                *streaming = matches!(read, Ok(count) if count >= spare);
+                return Poll::Ready(read);
             }
             // Nothing to read: the wait may be long, so free the buffers.
             // The outbox is empty here: it is flushed before reading.

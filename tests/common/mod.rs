@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 pub mod broker;
+pub mod certs;
 pub mod member;
 
 /// The longest any single wait may take before the test fails.

@@ -136,7 +136,6 @@ impl Connection {
             stats,
             ..
         } = self;
-        let stream = &*stream;
         std::future::poll_fn(move |context| {
             if let Some(timer) = idle_timer
                 && timer.sleep.as_mut().poll(context).is_ready()
@@ -146,39 +145,29 @@ impl Connection {
             if let Poll::Ready(value) = other(context) {
                 return Poll::Ready(Ok(Wake::Other(value)));
             }
-            if write {
-                match stream.poll_write_ready(context) {
+            // With TLS, records already made go out before anything else.
+            if write || stream.has_unsent() {
+                match stream.poll_writable(context) {
                     Poll::Ready(Ok(())) => return Poll::Ready(Ok(Wake::Writable)),
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(End::Failed(error))),
                     Poll::Pending => {}
                 }
             }
-            // Until the socket has nothing more (`WouldBlock` clears the
-            // readiness, so the next poll registers for the next bytes).
-            if read {
-                loop {
-                    match stream.poll_read_ready(context) {
-                        Poll::Pending => break,
-                        Poll::Ready(Err(error)) => return Poll::Ready(Err(End::Failed(error))),
-                        Poll::Ready(Ok(())) => {}
-                    }
-                    // Always a large read: what one read brings is handed
-                    // on as one batch, so a read takes all there is. The
-                    // buffer is freed again below once the socket is empty.
-                    let buffer = lines.buffer_for_read(READ_CHUNK);
-                    match stream.try_read_buf(buffer) {
-                        Ok(0) => return Poll::Ready(Err(End::ClientClosed)),
-                        Ok(count) => {
-                            stats.bytes_in += count as u64;
-                            if let Some(timer) = idle_timer {
-                                timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
-                            }
-                            return Poll::Ready(Ok(Wake::Received));
+            // Always a large read: what one read brings is handed on as
+            // one batch, so a read takes all there is. The buffer is freed
+            // again below once the socket is empty.
+            if read && let Poll::Ready(read) = stream.poll_read_into(context, lines, READ_CHUNK) {
+                return Poll::Ready(match read {
+                    Ok(0) => Err(End::ClientClosed),
+                    Ok(count) => {
+                        stats.bytes_in += count as u64;
+                        if let Some(timer) = idle_timer {
+                            timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
                         }
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(error) => return Poll::Ready(Err(End::Failed(error))),
+                        Ok(Wake::Received)
                     }
-                }
+                    Err(error) => Err(End::Failed(error)),
+                });
             }
             // The wait may be long: hold no read buffer meanwhile.
             lines.release_if_empty();

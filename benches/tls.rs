@@ -1,0 +1,403 @@
+//! What TLS costs, measured in one run against the same server without it,
+//! on loopback:
+//! - pipelined echo, 32-byte lines, on 1 and 64 connections: chat-server
+//!   with and without TLS, and a raw TLS echo (tokio-rustls, reading 64 KiB
+//!   and writing what it read, no framing) as the bound for TLS itself;
+//! - chat fan-out, one sender to 100 receivers: chat-server --chat with
+//!   and without TLS.
+//!
+//! Lines (or deliveries) per second, and the servers' CPU time per line,
+//! from their worker threads' schedstat. The servers run on a multi-thread
+//! runtime in this process, the clients on one thread beside them; with
+//! TLS the clients decrypt too, on the same two cores.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chat::delimiter::Delimiter;
+use chat::framing::LineFormat;
+use chat::server::{self, Config, chat as chat_mode};
+use rustls_pki_types::{PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, split};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+#[path = "support/mod.rs"]
+mod support;
+
+/// 30 bytes and CRLF: a 32-byte line.
+const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
+const REPLY_LEN: usize = b"You sent: ".len() + LINE.len();
+const LINES_PER_WRITE: usize = 2048;
+/// A chat line, and how it reaches the others.
+const CHAT_LINE: &[u8] = b"the quick brown fox jumps over\n";
+const RECEIVERS: usize = 100;
+const CHAT_LINES: u64 = 20_000;
+/// The sender keeps at most this many lines ahead of the slowest receiver.
+const CHAT_WINDOW_LINES: u64 = 2_000;
+const RUNS: usize = 3;
+
+/// A server under test.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// chat-server in echo mode, plain or with TLS.
+    Echo { tls: bool },
+    /// tokio-rustls copying bytes back, 64 KiB at a time.
+    RawTlsEcho,
+    /// chat-server --chat, plain or with TLS.
+    Chat { tls: bool },
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Echo { tls: false } => "chat-server",
+            Kind::Echo { tls: true } => "chat-server TLS",
+            Kind::RawTlsEcho => "raw TLS echo (64 KiB)",
+            Kind::Chat { tls: false } => "chat-server --chat",
+            Kind::Chat { tls: true } => "chat-server --chat TLS",
+        }
+    }
+
+    fn tls(self) -> bool {
+        !matches!(self, Kind::Echo { tls: false } | Kind::Chat { tls: false })
+    }
+}
+
+/// A certificate made now, and both sides' configurations for it.
+struct Keys {
+    server: Arc<ServerConfig>,
+    client: TlsConnector,
+}
+
+impl Keys {
+    fn make() -> Keys {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = made.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key.into())
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Keys {
+            server: Arc::new(server),
+            client: TlsConnector::from(Arc::new(client)),
+        }
+    }
+}
+
+/// Starts a server of `kind` on `runtime`, on a free loopback port.
+fn start(runtime: &tokio::runtime::Runtime, kind: Kind, keys: &Keys) -> SocketAddr {
+    let tls = server::Tls::new(Arc::clone(&keys.server), server::HANDSHAKE_TIMEOUT);
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let forever = std::future::pending();
+        // As `chat-server` runs by default: CRLF lines in echo mode,
+        // lenient ones in chat mode.
+        let config = |chat: bool, tls_on: bool| Config {
+            format: match chat {
+                false => support::server_config().format,
+                true => Arc::new(LineFormat::new(
+                    Delimiter::lenient(),
+                    server::DEFAULT_MAX_LINE_BYTES,
+                )),
+            },
+            tls: tls_on.then(|| tls.clone()),
+            chat: chat.then(|| chat_mode::Settings {
+                max_rate: None,
+                sendq: 64 << 20,
+                ..chat_mode::Settings::default()
+            }),
+            ..support::server_config()
+        };
+        match kind {
+            Kind::Echo { tls } => {
+                tokio::spawn(server::run(vec![listener], config(false, tls), forever));
+            }
+            Kind::Chat { tls } => {
+                tokio::spawn(server::run(vec![listener], config(true, tls), forever));
+            }
+            Kind::RawTlsEcho => {
+                let acceptor = TlsAcceptor::from(Arc::clone(&keys.server));
+                tokio::spawn(raw_tls_echo(listener, acceptor));
+            }
+        }
+        address
+    })
+}
+
+/// Echoes each connection's bytes back inside TLS: reads up to 64 KiB,
+/// writes them, flushes.
+async fn raw_tls_echo(listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let mut stream = acceptor.accept(stream).await.unwrap();
+            let mut buffer = vec![0; 64 * 1024];
+            while let Ok(count @ 1..) = stream.read(&mut buffer).await {
+                let written = stream.write_all(&buffer[..count]).await;
+                if written.is_err() || stream.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// A connection to `address`, inside TLS if `tls`.
+async fn connect(
+    address: SocketAddr,
+    tls: bool,
+    keys: &Keys,
+) -> (
+    Box<dyn AsyncRead + Unpin + Send>,
+    Box<dyn AsyncWrite + Unpin + Send>,
+) {
+    let stream = TcpStream::connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    if !tls {
+        let (reader, writer) = stream.into_split();
+        return (Box::new(reader), Box::new(writer));
+    }
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = keys.client.connect(name, stream).await.unwrap();
+    let (reader, writer) = split(stream);
+    (Box::new(reader), Box::new(writer))
+}
+
+/// Sends `lines` lines as fast as the connection takes them while reading
+/// the replies, until all have come back.
+async fn pipeline(address: SocketAddr, kind: Kind, lines: usize, keys: Arc<Keys>) {
+    let (mut reader, mut writer) = connect(address, kind.tls(), &keys).await;
+    let reply_len = match kind {
+        Kind::RawTlsEcho => LINE.len(),
+        _ => REPLY_LEN,
+    };
+    let batches = lines / LINES_PER_WRITE;
+    let batch = LINE.repeat(LINES_PER_WRITE);
+    let send = async move {
+        for _ in 0..batches {
+            writer.write_all(&batch).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        writer
+    };
+    let receive = async move {
+        let expected = batches * LINES_PER_WRITE * reply_len;
+        let mut buffer = vec![0; 64 * 1024];
+        let mut received = 0;
+        while received < expected {
+            let count = reader.read(&mut buffer).await.unwrap();
+            assert!(count > 0, "the server closed early");
+            received += count;
+        }
+        assert_eq!(received, expected);
+    };
+    let (_writer, ()) = tokio::join!(send, receive);
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Lines a second over `connections` connections pipelining together, and
+/// the server's CPU time per line in nanoseconds.
+fn echo_run(
+    address: SocketAddr,
+    kind: Kind,
+    connections: usize,
+    lines_each: usize,
+    keys: &Arc<Keys>,
+) -> (f64, f64) {
+    client_runtime().block_on(async {
+        let cpu_before = support::server_cpu();
+        let started = Instant::now();
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            clients.spawn(pipeline(address, kind, lines_each, Arc::clone(keys)));
+        }
+        while let Some(done) = clients.join_next().await {
+            done.unwrap();
+        }
+        let lines = (connections * lines_each) as f64;
+        let cpu = (support::server_cpu() - cpu_before).as_secs_f64();
+        (lines / started.elapsed().as_secs_f64(), cpu * 1e9 / lines)
+    })
+}
+
+/// Bytes read on a connection until `ending` has been seen.
+async fn read_until(reader: &mut (impl AsyncRead + Unpin), ending: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buffer = [0; 4096];
+    while !seen.ends_with(ending) {
+        let count = reader.read(&mut buffer).await.unwrap();
+        assert!(count > 0, "the server closed the connection");
+        seen.extend_from_slice(&buffer[..count]);
+    }
+    seen
+}
+
+/// Deliveries a second from one sender to [`RECEIVERS`] members, and the
+/// server's CPU time per delivery in nanoseconds.
+fn chat_run(address: SocketAddr, kind: Kind, keys: &Arc<Keys>) -> (f64, f64) {
+    client_runtime().block_on(async {
+        let tls = kind.tls();
+        let mut readers = Vec::new();
+        for _ in 0..RECEIVERS {
+            let (mut reader, writer) = connect(address, tls, keys).await;
+            read_until(&mut reader, b"leave\r\n").await;
+            readers.push((reader, writer));
+        }
+        let (mut sender_reader, mut sender) = connect(address, tls, keys).await;
+        let greeting = read_until(&mut sender_reader, b"leave\r\n").await;
+        let greeting = String::from_utf8(greeting).unwrap();
+        let nick = greeting.split_once("you are ").unwrap().1;
+        let nick = &nick[..nick.find("\r\n").unwrap()];
+        let joined = format!("*** {nick} joined\r\n");
+        let delivered_len = format!("<{nick}> ").len() + CHAT_LINE.len() + 1;
+        // Every receiver has seen the sender arrive: only its lines follow.
+        for (reader, _) in &mut readers {
+            read_until(reader, joined.as_bytes()).await;
+        }
+
+        let progress: Arc<Vec<AtomicU64>> =
+            Arc::new((0..RECEIVERS).map(|_| AtomicU64::new(0)).collect());
+        let moved = Arc::new(Notify::new());
+        let cpu_before = support::server_cpu();
+        let started = Instant::now();
+        let mut receiving = tokio::task::JoinSet::new();
+        for (at, (mut reader, writer)) in readers.into_iter().enumerate() {
+            let (progress, moved) = (Arc::clone(&progress), Arc::clone(&moved));
+            receiving.spawn(async move {
+                let expected = CHAT_LINES * delivered_len as u64;
+                let mut buffer = vec![0; 64 * 1024];
+                let mut received = 0;
+                while received < expected {
+                    let count = reader.read(&mut buffer).await.unwrap();
+                    assert!(count > 0, "the server closed early");
+                    received += count as u64;
+                    progress[at].store(received / delivered_len as u64, Ordering::Relaxed);
+                    moved.notify_one();
+                }
+                drop(writer);
+            });
+        }
+        let batch = CHAT_LINE.repeat(LINES_PER_WRITE);
+        let mut sent = 0;
+        while sent < CHAT_LINES {
+            let slowest = || progress.iter().map(|p| p.load(Ordering::Relaxed)).min();
+            while sent - slowest().unwrap() > CHAT_WINDOW_LINES {
+                let wait = moved.notified();
+                if sent - slowest().unwrap() <= CHAT_WINDOW_LINES {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(1), wait).await;
+            }
+            let count = (CHAT_LINES - sent).min(LINES_PER_WRITE as u64);
+            sender
+                .write_all(&batch[..count as usize * CHAT_LINE.len()])
+                .await
+                .unwrap();
+            sender.flush().await.unwrap();
+            sent += count;
+        }
+        while let Some(done) = receiving.join_next().await {
+            done.unwrap();
+        }
+        let deliveries = (CHAT_LINES * RECEIVERS as u64) as f64;
+        let cpu = (support::server_cpu() - cpu_before).as_secs_f64();
+        (
+            deliveries / started.elapsed().as_secs_f64(),
+            cpu * 1e9 / deliveries,
+        )
+    })
+}
+
+/// Runs `measure` [`RUNS`] times for each of `kinds`, interleaved, and
+/// prints each one's range of rates and CPU per line, and the first two's
+/// ratios (TLS over plain).
+fn table(
+    what: &str,
+    [unit, units]: [&str; 2],
+    kinds: &[Kind],
+    mut measure: impl FnMut(Kind) -> (f64, f64),
+) {
+    let mut rates = vec![Vec::new(); kinds.len()];
+    let mut cpus = vec![Vec::new(); kinds.len()];
+    let mut rate_ratio = Vec::new();
+    let mut cpu_ratio = Vec::new();
+    for _ in 0..RUNS {
+        let run: Vec<(f64, f64)> = kinds.iter().map(|&kind| measure(kind)).collect();
+        rate_ratio.push(run[1].0 / run[0].0);
+        cpu_ratio.push(run[1].1 / run[0].1);
+        for (at, (rate, cpu)) in run.into_iter().enumerate() {
+            rates[at].push(rate);
+            cpus[at].push(cpu);
+        }
+    }
+    let figures: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(at, kind)| {
+            format!(
+                "{} {} {units}/s, {} ns CPU/{unit}",
+                kind.name(),
+                support::range(&rates[at], support::per_second),
+                support::range(&cpus[at], |ns| format!("{ns:.0}")),
+            )
+        })
+        .collect();
+    println!(
+        "{what}: {}; with TLS {} the {units}/s, {} the CPU/{unit}",
+        figures.join("; "),
+        support::range(&rate_ratio, |x| format!("{x:.2}x")),
+        support::range(&cpu_ratio, |x| format!("{x:.2}x")),
+    );
+}
+
+fn main() {
+    let keys = Arc::new(Keys::make());
+    let runtime = support::server_runtime();
+    let kinds = [
+        Kind::Echo { tls: false },
+        Kind::Echo { tls: true },
+        Kind::RawTlsEcho,
+        Kind::Chat { tls: false },
+        Kind::Chat { tls: true },
+    ];
+    let servers: Vec<(Kind, SocketAddr)> = kinds
+        .iter()
+        .map(|&kind| (kind, start(&runtime, kind, &keys)))
+        .collect();
+    let address = |kind: Kind| servers.iter().find(|(k, _)| *k == kind).unwrap().1;
+    println!("tls: chat-server with TLS against itself without, loopback, {RUNS} runs");
+    for (connections, lines_each) in [(1, 1 << 20), (64, 1 << 14)] {
+        table(
+            &format!("pipelined echo, {connections:>2} connection(s)"),
+            ["line", "lines"],
+            &kinds[..3],
+            |kind| echo_run(address(kind), kind, connections, lines_each, &keys),
+        );
+    }
+    table(
+        &format!("chat fan-out, 1 sender, {RECEIVERS} receivers"),
+        ["delivery", "deliveries"],
+        &kinds[3..],
+        |kind| chat_run(address(kind), kind, &keys),
+    );
+}

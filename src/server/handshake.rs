@@ -1,0 +1,103 @@
+//! `--tls-cert` and `--tls-key`: every connection starts with a TLS
+//! handshake, which must finish within a time limit. The connection holds
+//! its slot from accept, so clients that never finish cannot take more
+//! than their share, and only for that long.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+use tracing::info;
+
+use super::Config;
+use super::connection::{self, Stream};
+
+/// The first byte of every TLS handshake: the record type "handshake".
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long a client has to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the server speaks TLS.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+}
+
+impl Tls {
+    /// TLS with `config` (see [`crate::tls::server_config`]); handshakes
+    /// must finish within `timeout`.
+    pub fn new(config: Arc<ServerConfig>, timeout: Duration) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(config),
+            timeout,
+        }
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves `stream` with `serve` once its handshake is done. A client that
+/// starts with plain text is told, in plain text, that TLS is needed. A
+/// handshake that fails or takes too long is one log line, and the
+/// connection is closed; at shutdown it is dropped.
+pub(super) async fn then_serve<F: Future<Output = ()>>(
+    tls: Tls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<()>,
+    serve: impl FnOnce(Stream) -> F,
+) {
+    let opening = tokio::time::timeout(tls.timeout, open(&tls.acceptor, stream));
+    let failure = tokio::select! {
+        _ = stop.changed() => return,
+        opened = opening => match opened {
+            Ok(Opened::Tls(stream)) => return serve(Stream::Tls(stream)).await,
+            Ok(Opened::Plaintext(stream)) => {
+                return connection::refuse_plaintext(stream, peer, config, stop).await;
+            }
+            Ok(Opened::Failed(failure)) => failure,
+            Err(_) => format!("not done within {:?}", tls.timeout),
+        },
+    };
+    if config.log_connections {
+        info!("{peer} TLS handshake failed: {failure}");
+    }
+}
+
+/// How a connection's start went.
+enum Opened {
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Its first byte cannot start a TLS handshake.
+    Plaintext(TcpStream),
+    Failed(String),
+}
+
+/// Makes the handshake, once the client's first byte shows it is one.
+async fn open(acceptor: &TlsAcceptor, stream: TcpStream) -> Opened {
+    let mut first = [0; 1];
+    match stream.peek(&mut first).await {
+        Ok(0) => return Opened::Failed("closed before its handshake".to_string()),
+        Ok(_) if first[0] != HANDSHAKE_RECORD => return Opened::Plaintext(stream),
+        Ok(_) => {}
+        Err(error) => return Opened::Failed(error.to_string()),
+    }
+    match acceptor.accept(stream).await {
+        Ok(stream) => Opened::Tls(Box::new(stream)),
+        Err(error) => Opened::Failed(error.to_string()),
+    }
+}
