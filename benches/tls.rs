@@ -4,7 +4,9 @@
 //!   with and without TLS, and a raw TLS echo (tokio-rustls, reading 64 KiB
 //!   and writing what it read, no framing) as the bound for TLS itself;
 //! - chat fan-out, one sender to 100 receivers: chat-server --chat with
-//!   and without TLS.
+//!   and without TLS;
+//! - 1,000 idle connections to a server in a child process: resident
+//!   memory per connection, with and without TLS.
 //!
 //! Lines (or deliveries) per second, and the servers' CPU time per line,
 //! from their worker threads' schedstat. The servers run on a multi-thread
@@ -40,6 +42,7 @@ const CHAT_LINES: u64 = 20_000;
 /// The sender keeps at most this many lines ahead of the slowest receiver.
 const CHAT_WINDOW_LINES: u64 = 2_000;
 const RUNS: usize = 3;
+const IDLE_CONNECTIONS: usize = 1_000;
 
 /// A server under test.
 #[derive(Clone, Copy, PartialEq)]
@@ -68,15 +71,25 @@ impl Kind {
     }
 }
 
-/// A certificate made now, and both sides' configurations for it.
+/// A certificate made now, both sides' configurations for it, and the
+/// certificate and key in PEM files, for a server in a child process.
 struct Keys {
     server: Arc<ServerConfig>,
     client: TlsConnector,
+    files: chat::tls::ServerFiles,
 }
 
 impl Keys {
     fn make() -> Keys {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("chat-tls-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = chat::tls::ServerFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.cert, made.cert.pem()).unwrap();
+        std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
         let cert = made.cert.der().clone();
         let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
         let server = ServerConfig::builder()
@@ -91,6 +104,15 @@ impl Keys {
         Keys {
             server: Arc::new(server),
             client: TlsConnector::from(Arc::new(client)),
+            files,
+        }
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        if let Some(dir) = self.files.cert.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -370,7 +392,60 @@ fn table(
     );
 }
 
+/// The child's side of [`idle_memory_per_connection`]: chat-server's echo
+/// mode, with TLS from the PEM files given if `tls`.
+fn serve_child(tls: bool, cert: &str, key: &str) {
+    let tls = tls.then(|| {
+        let files = chat::tls::ServerFiles {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        let config = chat::tls::server_config(&files).unwrap();
+        server::Tls::new(config, server::HANDSHAKE_TIMEOUT)
+    });
+    let config = Config {
+        tls,
+        ..support::server_config()
+    };
+    support::serve_until_stdin_closes(|listener| async move {
+        server::run(vec![listener], config, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+/// Resident memory per idle echo connection, each having had one line
+/// answered, of a server in a child process.
+fn idle_memory_per_connection(tls: bool, keys: &Keys) -> f64 {
+    let (cert, key) = (&keys.files.cert, &keys.files.key);
+    let server = support::ChildServer::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .arg(support::SERVE)
+            .arg(if tls { "tls" } else { "plain" })
+            .args([cert, key]),
+    );
+    client_runtime().block_on(async {
+        let mut idle = Vec::with_capacity(IDLE_CONNECTIONS + 1);
+        let mut measured = None;
+        // The first one warms the server up, and is not counted.
+        for _ in 0..=IDLE_CONNECTIONS {
+            let (mut reader, mut writer) = connect(server.address, tls, keys).await;
+            writer.write_all(LINE).await.unwrap();
+            writer.flush().await.unwrap();
+            reader.read_exact(&mut [0; REPLY_LEN]).await.unwrap();
+            idle.push((reader, writer));
+            measured.get_or_insert_with(|| server.resident_kib());
+        }
+        let grown = server.resident_kib().saturating_sub(measured.unwrap());
+        (grown * 1024) as f64 / IDLE_CONNECTIONS as f64
+    })
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == support::SERVE) {
+        return serve_child(args[at + 1] == "tls", &args[at + 2], &args[at + 3]);
+    }
     let keys = Arc::new(Keys::make());
     let runtime = support::server_runtime();
     let kinds = [
@@ -399,5 +474,11 @@ fn main() {
         ["delivery", "deliveries"],
         &kinds[3..],
         |kind| chat_run(address(kind), kind, &keys),
+    );
+    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys));
+    println!(
+        "{IDLE_CONNECTIONS} idle connections: chat-server {:.2} KiB each, with TLS {:.2} KiB each",
+        plain / 1024.0,
+        tls / 1024.0
     );
 }
