@@ -136,7 +136,7 @@ async fn echo_works_inside_tls_and_closes_with_close_notify() {
 #[tokio::test]
 async fn chat_works_inside_tls_and_a_slow_reader_gets_every_line() {
     let certs = Certs::make();
-    let server = tls_server(&certs, &["--chat", "--max-rate", "0", "--sendq", "4000000"]).await;
+    let mut server = tls_server(&certs, &["--chat", "--max-rate", "0", "--sendq", "4000000"]).await;
     let mut alice = Peer::connect(server.address, &certs, None).await;
     assert_eq!(alice.line().await, chat_text::welcome("lobby", "guest1"));
     alice.line().await;
@@ -163,6 +163,12 @@ async fn chat_works_inside_tls_and_a_slow_reader_gets_every_line() {
     bob.send(b"/quit\n").await;
     assert_eq!(bob.rest().await, "");
     assert_eq!(alice.line().await, chat_text::left("guest2", None));
+
+    // Shutdown inside TLS too: the notice, then close_notify.
+    server.signal("TERM").await;
+    assert_eq!(alice.line().await, chat_text::SHUTTING_DOWN);
+    assert_eq!(alice.rest().await, "");
+    assert!(server.exit_within(Duration::from_secs(5)).await.success());
 }
 
 #[tokio::test]
