@@ -174,7 +174,10 @@ async fn lines_cross_servers_exactly_once_whole_and_in_order() {
 #[tokio::test]
 async fn a_node_name_in_use_is_refused_at_start() {
     let broker = Broker::start().await;
-    let _one = linked(&broker, "one", &[]).await;
+    let mut one = linked(&broker, "one", &[]).await;
+    // Said once the broker has its subscriptions: the second finds it.
+    one.wait_for_log("the link", |line| line.starts_with("linked through"))
+        .await;
     let output = within(
         "the second server to exit",
         tokio::process::Command::new(SERVER)

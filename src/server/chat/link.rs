@@ -31,15 +31,22 @@ use tracing::{info, warn};
 
 use super::Hub;
 use super::mailbox::Mailbox;
-use ask::GATHER_WAIT;
 use task::Task;
-use wire::{KIND, NODE_SUBJECT};
+use wire::{KIND, NODE_SUBJECT, ROOMS_SUBJECT, SYNC_SUBJECT, WHO_SUBJECT};
 
 /// Events waiting for the broker; past this, new ones are dropped (and
 /// counted) rather than waited for.
 const QUEUE: usize = 16 * 1024;
-/// How long a server waits at start for the broker before serving alone.
-const START_WAIT: Duration = Duration::from_secs(1);
+/// How long a server waits at start for a broker that is slow to answer
+/// before serving alone. A broker that is not there (refused, unreachable)
+/// is known as soon as the first attempt fails.
+const START_WAIT: Duration = Duration::from_secs(5);
+/// The longest a server waits for another that holds its node name to
+/// say so.
+const NAME_CHECK_WAIT: Duration = Duration::from_secs(5);
+/// The longest a server waits for the broker to confirm it has handled
+/// what the server sent (its subscriptions).
+const ROUND_TRIP_WAIT: Duration = Duration::from_secs(1);
 /// Pause between attempts to reach the broker: it is back in use within a
 /// second of its return.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
@@ -160,9 +167,10 @@ impl Link {
     }
 }
 
-/// Connects to the broker (waiting up to `START_WAIT`; if it is not
-/// there, the link is made in the background once it is), checks that the
-/// node name is free, and starts the link's task.
+/// Connects to the broker (waiting for the first attempt, up to
+/// `START_WAIT`; if it is not there, the link is made in the background
+/// once it is), checks that the node name is free, and starts the link's
+/// task.
 pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {
     let (nats_events, mut nats_event_rx) = mpsc::unbounded_channel();
     let client = ConnectOptions::new()
@@ -179,23 +187,42 @@ pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<
         .connect(settings.url.as_str())
         .await
         .with_context(|| format!("linking through {}", settings.url))?;
-    let connected = tokio::time::timeout(START_WAIT, async {
+    // The first attempt's outcome: connected, or failed (the client goes
+    // on trying in the background).
+    let first_attempt = async {
         while let Some(event) = nats_event_rx.recv().await {
-            if matches!(event, async_nats::Event::Connected) {
-                return;
+            match event {
+                async_nats::Event::Connected => return true,
+                async_nats::Event::ClientError(_) => return false,
+                _ => {}
             }
         }
-    })
-    .await
-    .is_ok();
+        false
+    };
+    let connected = tokio::time::timeout(START_WAIT, first_attempt)
+        .await
+        .unwrap_or(false);
     let node: Arc<str> = settings.node.as_str().into();
+    if connected && node_in_use(&client, &node).await {
+        bail!(
+            "node name \"{node}\" is already in use on the link {}; choose another with --node",
+            settings.url
+        );
+    }
+    // Made before the server is said to be linked, so another server
+    // started after that line finds this one.
+    let node_subject = format!("{NODE_SUBJECT}{node}");
+    let subscribed = async {
+        let node = client.subscribe(node_subject).await?;
+        let who = client.subscribe(WHO_SUBJECT).await?;
+        let rooms = client.subscribe(ROOMS_SUBJECT).await?;
+        anyhow::Ok(task::Subscriptions { node, who, rooms })
+    };
+    let subscriptions = subscribed
+        .await
+        .with_context(|| format!("subscribing on the link {}", settings.url))?;
     if connected {
-        if node_in_use(&client, &node).await {
-            bail!(
-                "node name \"{node}\" is already in use on the link {}; choose another with --node",
-                settings.url
-            );
-        }
+        round_trip(&client).await;
         info!("linked through {} as node {node}", settings.url);
     } else {
         warn!(
@@ -224,17 +251,31 @@ pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<
         spanning: Arc::default(),
         told_lost: HashSet::new(),
     };
-    tokio::spawn(task.run(event_rx, control_rx, nats_event_rx));
+    tokio::spawn(task.run(subscriptions, event_rx, control_rx, nats_event_rx));
     Ok(link)
 }
 
-/// Whether another server answers to `node`'s name.
+/// Returns once the broker has handled everything `client` sent before
+/// (its subscriptions, say), or after [`ROUND_TRIP_WAIT`]: a request to a
+/// subject no server listens on is answered by the broker itself, in
+/// order with the rest.
+async fn round_trip(client: &Client) {
+    let answered = client.request(SYNC_SUBJECT, Bytes::new());
+    let _ = tokio::time::timeout(ROUND_TRIP_WAIT, answered).await;
+}
+
+/// Whether another server answers to `node`'s name. A free name is known
+/// at once (the broker says no one listens there); a server that holds it
+/// is waited for up to [`NAME_CHECK_WAIT`], however busy it is.
 async fn node_in_use(client: &Client, node: &str) -> bool {
     let mut headers = HeaderMap::new();
     headers.insert(KIND, "ping");
     let request =
         client.request_with_headers(format!("{NODE_SUBJECT}{node}"), headers, Bytes::new());
-    matches!(tokio::time::timeout(GATHER_WAIT, request).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(NAME_CHECK_WAIT, request).await,
+        Ok(Ok(_))
+    )
 }
 
 fn epoch() -> String {

@@ -6,19 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use async_nats::{Client, HeaderMap, Message};
+use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::wire::{
-    self, KIND, NICK, NODE, NODE_SUBJECT, ROOM, ROOM_SUBJECT, ROOMS_SUBJECT, TO, WHO_SUBJECT,
-    deliver_room, next,
-};
-use super::{Control, Event, Link, ask, node_in_use};
+use super::wire::{self, KIND, NICK, NODE, ROOM, ROOM_SUBJECT, TO, deliver_room, next};
+use super::{Control, Event, Link, ask, node_in_use, round_trip};
 use crate::protocol::chat as text;
 use crate::server::chat::Hub;
+
+/// What every server listens on, besides rooms: its node's subject,
+/// `/who` and `/rooms`.
+pub(super) struct Subscriptions {
+    pub(super) node: Subscriber,
+    pub(super) who: Subscriber,
+    pub(super) rooms: Subscriber,
+}
 
 /// The link's task: owns the client, publishes, subscribes, answers.
 pub(super) struct Task {
@@ -42,19 +47,16 @@ pub(super) struct Task {
 impl Task {
     pub(super) async fn run(
         mut self,
+        subscriptions: Subscriptions,
         mut events: mpsc::Receiver<Event>,
         mut control: mpsc::UnboundedReceiver<Control>,
         mut nats_events: mpsc::UnboundedReceiver<async_nats::Event>,
     ) {
-        let node_subject = format!("{NODE_SUBJECT}{}", self.link.node);
-        let (Ok(mut node), Ok(mut who), Ok(mut rooms)) = (
-            self.client.subscribe(node_subject).await,
-            self.client.subscribe(WHO_SUBJECT).await,
-            self.client.subscribe(ROOMS_SUBJECT).await,
-        ) else {
-            error!("link: subscribing failed; not linked");
-            return;
-        };
+        let Subscriptions {
+            mut node,
+            mut who,
+            mut rooms,
+        } = subscriptions;
         loop {
             // In this order: a room's subscription, asked for before the
             // join that created it, reaches the broker before the join does.
@@ -89,6 +91,11 @@ impl Task {
                     }
                     self.checked = true;
                 }
+                // The client subscribes again by itself once connected;
+                // members are told the link is back once the broker has
+                // those subscriptions, so a line sent right after the
+                // notice reaches this server.
+                round_trip(&self.client).await;
                 self.link.connected.store(true, Ordering::Relaxed);
                 info!("link to {} up", self.url);
                 let dropped = self.link.dropped.swap(0, Ordering::Relaxed);

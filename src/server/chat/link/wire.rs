@@ -18,6 +18,9 @@ pub(super) const ROOM_SUBJECT: &str = "chat.room.";
 pub(super) const WHO_SUBJECT: &str = "chat.who";
 pub(super) const ROOMS_SUBJECT: &str = "chat.rooms";
 pub(super) const NODE_SUBJECT: &str = "chat.node.";
+/// No server subscribes here: a request to it is answered by the broker
+/// itself ("no responders"), after everything the server sent before it.
+pub(super) const SYNC_SUBJECT: &str = "chat.sync";
 
 pub(super) const NODE: &str = "Chat-Node";
 /// When the sending server started: with the node, whose sequence it is.
