@@ -92,7 +92,9 @@ async fn talk(
 ) -> anyhow::Result<()> {
     let on_terminal = io::stdin().is_terminal();
     if on_terminal {
-        eprintln!("connected to {server} — type lines, \".\" to quit");
+        tell_terminal(&format!(
+            "connected to {server} — type lines, \".\" to quit"
+        ));
     }
     // The descriptors themselves, unbuffered: the threads batch by hand.
     let input = File::from(
@@ -120,7 +122,15 @@ async fn talk(
     let printed = printer.finish();
     moved.and(printed)?;
     if on_terminal && !quit_sent.load(Ordering::Relaxed) {
-        eprintln!("{server} closed the connection");
+        tell_terminal(&format!("{server} closed the connection"));
     }
     Ok(())
+}
+
+/// Writes `line` to stderr in one write: `eprintln!` writes each piece of
+/// its format on its own, and the terminal's echo of what the user types
+/// can land between them.
+fn tell_terminal(line: &str) {
+    use std::io::Write;
+    let _ = io::stderr().write_all(format!("{line}\n").as_bytes());
 }
