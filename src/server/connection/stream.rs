@@ -40,10 +40,10 @@ impl Stream {
     }
 
     /// Reads what has arrived into `lines`, with room for at least `spare`
-    /// bytes; pending (and woken later) when nothing has. Over plain TCP
-    /// the buffer is reserved only once the socket has something to read,
-    /// so a connection that waits holds none. `Ok(0)` is the end of input
-    /// (with TLS, the client's close_notify).
+    /// bytes; pending (and woken later) when nothing has. The buffer is
+    /// reserved only once there is something to read, so a connection that
+    /// waits holds none and a wake-up costs no allocation. `Ok(0)` is the
+    /// end of input (with TLS, the client's close_notify).
     pub(super) fn poll_read_into(
         &mut self,
         context: &mut Context<'_>,
@@ -62,9 +62,14 @@ impl Stream {
                     read => return Poll::Ready(read),
                 }
             },
-            // rustls may hold decrypted bytes the socket no longer shows,
-            // so only a read tells whether there are any.
             Stream::Tls(stream) => {
+                // rustls may hold decrypted bytes the socket no longer
+                // shows (then it wants no more); if it holds none, the
+                // socket must have something before a buffer is reserved.
+                let (socket, session) = stream.get_ref();
+                if session.wants_read() && socket.poll_read_ready(context)?.is_pending() {
+                    return Poll::Pending;
+                }
                 std::pin::pin!(stream.read_buf(lines.buffer_for_read(spare))).poll(context)
             }
         }
