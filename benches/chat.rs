@@ -28,10 +28,9 @@ use std::time::Duration;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server::{self, Config, chat as chat_mode};
-use support::{ChildServer, SERVE};
+use support::{ChildServer, SERVE, client_runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
 /// Measurements of each figure; the range over them is reported.
@@ -241,13 +240,6 @@ fn link_table() {
         ms(&cross_p99),
         ms(&same_p99),
     );
-}
-
-fn client_runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Connects, and waits for the first line of the greeting (the server has

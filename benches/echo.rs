@@ -21,19 +21,13 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{ChildServer, Kind, SERVE};
+use support::{ChildServer, Kind, LINE, SERVE, client_runtime};
 
-/// 30 bytes and CRLF: a 32-byte line.
-const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
-const LINES_PER_WRITE: usize = 2048;
 /// Windows of the windowed client, in bytes of lines sent and not yet
 /// answered; `None` is no window at all.
 const WINDOWS: [Option<usize>; 5] = [
@@ -59,55 +53,10 @@ fn reply_len(kind: Kind) -> usize {
     }
 }
 
-fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).await.unwrap();
     stream.set_nodelay(true).unwrap();
     stream
-}
-
-/// Sends `lines` lines as fast as the connection takes them, with at most
-/// `window` bytes of them unanswered (none: no limit), while reading the
-/// replies, until all have come back.
-async fn pipeline(address: SocketAddr, lines: usize, reply_len: usize, window: Option<usize>) {
-    let (mut reader, mut writer) = connect(address).await.into_split();
-    let window_lines = window.map_or(Semaphore::MAX_PERMITS, |bytes| bytes / LINE.len());
-    // A quarter of the window per write, so the next lines go out while the
-    // replies to the last ones come back.
-    let per_write = LINES_PER_WRITE.min(window_lines / 4).max(1);
-    let batches = lines / per_write;
-    let room = Arc::new(Semaphore::new(window_lines));
-    let batch = LINE.repeat(per_write);
-    let send = {
-        let room = Arc::clone(&room);
-        async move {
-            for _ in 0..batches {
-                room.acquire_many(per_write as u32).await.unwrap().forget();
-                writer.write_all(&batch).await.unwrap();
-            }
-            writer
-        }
-    };
-    let receive = async move {
-        let expected = batches * per_write * reply_len;
-        let mut buffer = vec![0; 64 * 1024];
-        let mut received = 0;
-        while received < expected {
-            let count = reader.read(&mut buffer).await.unwrap();
-            assert!(count > 0, "the server closed early");
-            let answered = (received + count) / reply_len - received / reply_len;
-            room.add_permits(answered);
-            received += count;
-        }
-        assert_eq!(received, expected);
-    };
-    let (_writer, ()) = tokio::join!(send, receive);
 }
 
 /// One throughput run: lines per second over `connections` connections
@@ -119,19 +68,17 @@ fn pipelined_run(
     lines_each: usize,
     window: Option<usize>,
 ) -> (f64, f64) {
-    client_runtime().block_on(async {
-        let cpu_before = support::server_cpu();
-        let started = Instant::now();
+    support::lines_per_second_and_cpu(connections * lines_each, async {
         let mut clients = tokio::task::JoinSet::new();
         for _ in 0..connections {
-            clients.spawn(pipeline(address, lines_each, reply_len(kind), window));
+            clients.spawn(async move {
+                let (reader, writer) = connect(address).await.into_split();
+                support::pipeline(reader, writer, lines_each, reply_len(kind), window).await;
+            });
         }
         while let Some(done) = clients.join_next().await {
             done.unwrap();
         }
-        let lines = (connections * lines_each) as f64;
-        let cpu = (support::server_cpu() - cpu_before).as_secs_f64();
-        (lines / started.elapsed().as_secs_f64(), cpu * 1e9 / lines)
     })
 }
 

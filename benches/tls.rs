@@ -21,20 +21,18 @@ use std::time::{Duration, Instant};
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server::{self, Config, chat as chat_mode};
-use rustls_pki_types::{PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, split};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[path = "support/mod.rs"]
 mod support;
+use support::{LINE, LINES_PER_WRITE, client_runtime};
 
-/// 30 bytes and CRLF: a 32-byte line.
-const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
 const REPLY_LEN: usize = b"You sent: ".len() + LINE.len();
-const LINES_PER_WRITE: usize = 2048;
 /// A chat line, and how it reaches the others.
 const CHAT_LINE: &[u8] = b"the quick brown fox jumps over\n";
 const RECEIVERS: usize = 100;
@@ -90,20 +88,12 @@ impl Keys {
         };
         std::fs::write(&files.cert, made.cert.pem()).unwrap();
         std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
-        let cert = made.cert.der().clone();
-        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
-        let server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key.into())
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        // As the programs load them.
+        let server = chat::tls::server_config(&files).unwrap();
+        let client = chat::tls::client_config(Some(&files.cert)).unwrap();
         Keys {
-            server: Arc::new(server),
-            client: TlsConnector::from(Arc::new(client)),
+            server,
+            client: TlsConnector::from(client),
             files,
         }
     }
@@ -199,46 +189,8 @@ async fn connect(
     (Box::new(reader), Box::new(writer))
 }
 
-/// Sends `lines` lines as fast as the connection takes them while reading
-/// the replies, until all have come back.
-async fn pipeline(address: SocketAddr, kind: Kind, lines: usize, keys: Arc<Keys>) {
-    let (mut reader, mut writer) = connect(address, kind.tls(), &keys).await;
-    let reply_len = match kind {
-        Kind::RawTlsEcho => LINE.len(),
-        _ => REPLY_LEN,
-    };
-    let batches = lines / LINES_PER_WRITE;
-    let batch = LINE.repeat(LINES_PER_WRITE);
-    let send = async move {
-        for _ in 0..batches {
-            writer.write_all(&batch).await.unwrap();
-        }
-        writer.flush().await.unwrap();
-        writer
-    };
-    let receive = async move {
-        let expected = batches * LINES_PER_WRITE * reply_len;
-        let mut buffer = vec![0; 64 * 1024];
-        let mut received = 0;
-        while received < expected {
-            let count = reader.read(&mut buffer).await.unwrap();
-            assert!(count > 0, "the server closed early");
-            received += count;
-        }
-        assert_eq!(received, expected);
-    };
-    let (_writer, ()) = tokio::join!(send, receive);
-}
-
-fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Lines a second over `connections` connections pipelining together, and
-/// the server's CPU time per line in nanoseconds.
+/// Lines a second over `connections` connections pipelining together
+/// (no window), and the server's CPU time per line in nanoseconds.
 fn echo_run(
     address: SocketAddr,
     kind: Kind,
@@ -246,19 +198,22 @@ fn echo_run(
     lines_each: usize,
     keys: &Arc<Keys>,
 ) -> (f64, f64) {
-    client_runtime().block_on(async {
-        let cpu_before = support::server_cpu();
-        let started = Instant::now();
+    let reply_len = match kind {
+        Kind::RawTlsEcho => LINE.len(),
+        _ => REPLY_LEN,
+    };
+    support::lines_per_second_and_cpu(connections * lines_each, async {
         let mut clients = tokio::task::JoinSet::new();
         for _ in 0..connections {
-            clients.spawn(pipeline(address, kind, lines_each, Arc::clone(keys)));
+            let keys = Arc::clone(keys);
+            clients.spawn(async move {
+                let (reader, writer) = connect(address, kind.tls(), &keys).await;
+                support::pipeline(reader, writer, lines_each, reply_len, None).await;
+            });
         }
         while let Some(done) = clients.join_next().await {
             done.unwrap();
         }
-        let lines = (connections * lines_each) as f64;
-        let cpu = (support::server_cpu() - cpu_before).as_secs_f64();
-        (lines / started.elapsed().as_secs_f64(), cpu * 1e9 / lines)
     })
 }
 

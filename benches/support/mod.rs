@@ -15,8 +15,15 @@ use std::time::Duration;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server::{self, Config};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+
+/// 30 bytes and CRLF: the 32-byte line the echo benches pipeline.
+pub const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
+/// Lines a pipelining client writes at once, when no window is smaller.
+pub const LINES_PER_WRITE: usize = 2048;
 
 /// The server as `chat-server` runs it by default, quiet.
 pub fn server_config() -> Config {
@@ -75,6 +82,73 @@ pub fn server_runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The clients' runtime: one thread, beside the servers' workers.
+pub fn client_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Sends `lines` copies of [`LINE`] as fast as the connection takes them,
+/// with at most `window` bytes of them unanswered (none: no limit), while
+/// reading the replies (`reply_len` bytes each), until all have come back.
+pub async fn pipeline(
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+    lines: usize,
+    reply_len: usize,
+    window: Option<usize>,
+) {
+    let window_lines = window.map_or(Semaphore::MAX_PERMITS, |bytes| bytes / LINE.len());
+    // A quarter of the window per write, so the next lines go out while the
+    // replies to the last ones come back.
+    let per_write = LINES_PER_WRITE.min(window_lines / 4).max(1);
+    let batches = lines / per_write;
+    let room = Arc::new(Semaphore::new(window_lines));
+    let batch = LINE.repeat(per_write);
+    let send = {
+        let room = Arc::clone(&room);
+        async move {
+            for _ in 0..batches {
+                room.acquire_many(per_write as u32).await.unwrap().forget();
+                writer.write_all(&batch).await.unwrap();
+                // With TLS, the last records may wait until flushed.
+                writer.flush().await.unwrap();
+            }
+            writer
+        }
+    };
+    let receive = async move {
+        let expected = batches * per_write * reply_len;
+        let mut buffer = vec![0; 64 * 1024];
+        let mut received = 0;
+        while received < expected {
+            let count = reader.read(&mut buffer).await.unwrap();
+            assert!(count > 0, "the server closed early");
+            let answered = (received + count) / reply_len - received / reply_len;
+            room.add_permits(answered);
+            received += count;
+        }
+        assert_eq!(received, expected);
+    };
+    let (_writer, ()) = tokio::join!(send, receive);
+}
+
+/// Runs `clients` (which answer `lines` lines in all) on a client runtime;
+/// returns lines a second, and the servers' CPU time per line in
+/// nanoseconds.
+pub fn lines_per_second_and_cpu(lines: usize, clients: impl Future<Output = ()>) -> (f64, f64) {
+    client_runtime().block_on(async {
+        let cpu_before = server_cpu();
+        let started = std::time::Instant::now();
+        clients.await;
+        let lines = lines as f64;
+        let cpu = (server_cpu() - cpu_before).as_secs_f64();
+        (lines / started.elapsed().as_secs_f64(), cpu * 1e9 / lines)
+    })
 }
 
 /// Starts a server of `kind` on `runtime`, on a free loopback port.
