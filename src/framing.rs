@@ -7,6 +7,7 @@
 //! small reads is scanned once in total, not once per read.
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
@@ -46,15 +47,108 @@ impl LineFormat {
         self.max_line_bytes
     }
 
-    /// Where `delimiter` first starts in `haystack`, if it is there whole.
-    #[inline]
-    fn find_delimiter(&self, haystack: &[u8]) -> Option<usize> {
-        match self.delimiter.line_end() {
-            // memchr directly: memmem would only get there by a detour.
-            &[byte] => memchr::memchr(byte, haystack),
-            _ => self.finder.find(haystack),
+    /// The format's parameters as plain values, for one batch of lines.
+    #[inline(always)]
+    fn cutter(&self) -> Cutter<'_> {
+        let ending = match *self.delimiter.line_end() {
+            [byte] => Ending::Byte(byte),
+            [first, second] => Ending::Pair(first, second),
+            _ => Ending::Long(&self.finder),
+        };
+        Cutter {
+            ending,
+            end_len: self.delimiter.line_end().len(),
+            drops_cr: self.delimiter.drops_cr(),
+            max_line_bytes: self.max_line_bytes,
         }
     }
+}
+
+/// A [`LineFormat`]'s parameters copied out, so that a loop over many
+/// lines keeps them in registers rather than reading them again for each.
+#[derive(Clone, Copy)]
+struct Cutter<'f> {
+    ending: Ending<'f>,
+    end_len: usize,
+    drops_cr: bool,
+    max_line_bytes: usize,
+}
+
+/// The delimiter, by how it is searched for.
+#[derive(Clone, Copy)]
+enum Ending<'f> {
+    Byte(u8),
+    Pair(u8, u8),
+    Long(&'f memchr::memmem::Finder<'static>),
+}
+
+impl Cutter<'_> {
+    /// Cuts the first line off `pending`, the bytes from a line's start, of
+    /// which the first `searched` are known not to begin a delimiter. When a
+    /// line is too long: see [`LineSplitter::next_line`].
+    #[inline(always)]
+    fn cut(self, pending: &[u8], searched: usize) -> Cut {
+        let Some(offset) = self.find_delimiter(&pending[searched..]) else {
+            // A delimiter cut across two reads starts in the last
+            // `end_len - 1` bytes: search those again next time.
+            let searched = (pending.len() + 1).saturating_sub(self.end_len);
+            if searched > self.max_line_bytes + usize::from(self.drops_cr) {
+                return Cut::TooLong;
+            }
+            return Cut::Incomplete { searched };
+        };
+        let end = searched + offset;
+        let (line_len, ending_as_written) = match pending[..end].last() {
+            Some(b'\r') if self.drops_cr => (end - 1, true),
+            _ => (end, !self.drops_cr),
+        };
+        if line_len > self.max_line_bytes {
+            return Cut::TooLong;
+        }
+        Cut::Line {
+            len: end + self.end_len,
+            line_len,
+            ending_as_written,
+        }
+    }
+
+    /// Where the delimiter first starts in `haystack`, if it is there whole.
+    #[inline(always)]
+    fn find_delimiter(self, haystack: &[u8]) -> Option<usize> {
+        match self.ending {
+            // memchr directly: memmem would only get there by a detour.
+            Ending::Byte(byte) => memchr::memchr(byte, haystack),
+            // CRLF and other pairs: memchr for the second byte (LF, rare in
+            // text), then a look at the byte before it. memmem's search
+            // costs more to set up than a short line takes to scan, and this
+            // is once per line.
+            Ending::Pair(first, second) => {
+                let mut from = 1;
+                loop {
+                    let at = from + memchr::memchr(second, haystack.get(from..)?)?;
+                    if haystack[at - 1] == first {
+                        return Some(at - 1);
+                    }
+                    from = at + 1;
+                }
+            }
+            Ending::Long(finder) => finder.find(haystack),
+        }
+    }
+}
+
+/// What the bytes from a line's start hold: see [`LineFormat::cut`].
+enum Cut {
+    /// A line of `line_len` bytes, ended after `len` bytes.
+    Line {
+        len: usize,
+        line_len: usize,
+        ending_as_written: bool,
+    },
+    /// No delimiter yet; the first `searched` bytes cannot begin one.
+    Incomplete { searched: usize },
+    /// The line is over the limit, whether its delimiter has come or not.
+    TooLong,
 }
 
 /// A line was longer than [`LineFormat::max_line_bytes`]. The splitter that
@@ -177,40 +271,84 @@ impl LineSplitter {
 
     /// As [`next_line`](Self::next_line), with the bytes that ended the
     /// line too, for a caller that sends the line back with a delimiter.
-    #[inline(always)]
+    #[inline]
     pub fn next_received_line(&mut self) -> Result<Option<ReceivedLine<'_>>, LineTooLong> {
         if self.failed {
             return Err(self.fail());
         }
-        let format = &*self.format;
-        let end_len = format.delimiter.line_end().len();
-        let drops_cr = format.delimiter.drops_cr();
-        let line_start = self.consumed;
-        let pending = &self.buffer[line_start..];
-        let Some(offset) = format.find_delimiter(&pending[self.searched..]) else {
-            // A delimiter cut across two reads starts in the last
-            // `end_len - 1` bytes: search those again next time.
-            self.searched = (pending.len() + 1).saturating_sub(end_len);
-            if self.searched > format.max_line_bytes + usize::from(drops_cr) {
-                return Err(self.fail());
+        match self
+            .format
+            .cutter()
+            .cut(&self.buffer[self.consumed..], self.searched)
+        {
+            Cut::Line {
+                len,
+                line_len,
+                ending_as_written,
+            } => {
+                let start = self.consumed;
+                self.consumed += len;
+                self.searched = 0;
+                Ok(Some(ReceivedLine {
+                    with_ending: &self.buffer[start..self.consumed],
+                    line_len,
+                    ending_as_written,
+                }))
             }
-            return Ok(None);
-        };
-        let end = self.searched + offset;
-        let (line_len, ending_as_written) = match pending[..end].last() {
-            Some(b'\r') if drops_cr => (end - 1, true),
-            _ => (end, !drops_cr),
-        };
-        if line_len > format.max_line_bytes {
+            Cut::Incomplete { searched } => {
+                self.searched = searched;
+                Ok(None)
+            }
+            Cut::TooLong => Err(self.fail()),
+        }
+    }
+
+    /// Hands every complete line to `each`, in order, until `each` breaks
+    /// (that line is taken too) or no complete line is left: the batch form
+    /// of [`next_received_line`](Self::next_received_line), for the hot
+    /// paths. Returns how it stopped; a line over the limit is the same
+    /// error, after the lines before it.
+    #[inline]
+    pub fn for_each_line<B>(
+        &mut self,
+        mut each: impl FnMut(ReceivedLine<'_>) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>, LineTooLong> {
+        if self.failed {
             return Err(self.fail());
         }
-        self.consumed += end + end_len;
-        self.searched = 0;
-        Ok(Some(ReceivedLine {
-            with_ending: &self.buffer[line_start..self.consumed],
-            line_len,
-            ending_as_written,
-        }))
+        let cutter = self.format.cutter();
+        let mut rest = &self.buffer[self.consumed..];
+        let mut searched = self.searched;
+        let stopped = loop {
+            match cutter.cut(rest, searched) {
+                Cut::Line {
+                    len,
+                    line_len,
+                    ending_as_written,
+                } => {
+                    let (with_ending, after) = rest.split_at(len);
+                    rest = after;
+                    searched = 0;
+                    let line = ReceivedLine {
+                        with_ending,
+                        line_len,
+                        ending_as_written,
+                    };
+                    if let ControlFlow::Break(value) = each(line) {
+                        break Some(ControlFlow::Break(value));
+                    }
+                }
+                Cut::Incomplete { searched: now } => {
+                    searched = now;
+                    break Some(ControlFlow::Continue(()));
+                }
+                Cut::TooLong => break None,
+            }
+        };
+        let taken = self.buffer.len() - self.consumed - rest.len();
+        self.consumed += taken;
+        self.searched = searched;
+        stopped.ok_or_else(|| self.fail())
     }
 
     /// The bytes received after the last line returned: a line still being
@@ -283,6 +421,68 @@ mod tests {
             }
         }
         (lines, splitter.buffered().to_vec(), None)
+    }
+
+    /// As [`split_chunks`], taking the lines out in batches, with
+    /// [`LineSplitter::for_each_line`].
+    fn split_chunks_batched(
+        splitter: &mut LineSplitter,
+        chunks: &[&[u8]],
+    ) -> (Vec<Vec<u8>>, Vec<u8>, Option<LineTooLong>) {
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            splitter.extend_from_slice(chunk);
+            let taken = splitter.for_each_line(|received| {
+                lines.push(received.line().to_vec());
+                ControlFlow::<()>::Continue(())
+            });
+            match taken {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => unreachable!("the closure never breaks"),
+                Err(error) => return (lines, Vec::new(), Some(error)),
+            }
+        }
+        (lines, splitter.buffered().to_vec(), None)
+    }
+
+    #[test]
+    fn a_batch_stops_after_the_line_that_breaks_it() {
+        let mut s = splitter(b"\r\n", 100);
+        s.extend_from_slice(b"one\r\nstop\r\nthree\r\nfo");
+        let mut seen = Vec::new();
+        let stopped = s.for_each_line(|received| {
+            seen.push(received.line().to_vec());
+            if received.line() == b"stop" {
+                ControlFlow::Break(seen.len())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(stopped, Ok(ControlFlow::Break(2)));
+        assert_eq!(seen, [b"one".to_vec(), b"stop".to_vec()]);
+        // The line after it is still there, then the batch runs to the tail.
+        assert_eq!(s.next_line(), Ok(Some(&b"three"[..])));
+        let rest = s.for_each_line(|_| ControlFlow::Break(()));
+        assert_eq!(rest, Ok(ControlFlow::Continue(())));
+        assert_eq!(s.buffered(), b"fo");
+    }
+
+    #[test]
+    fn a_batch_answers_the_lines_before_one_too_long() {
+        let mut s = splitter(b"\r\n", 4);
+        s.extend_from_slice(b"ab\r\ncd\r\ntoo long\r\nef\r\n");
+        let mut seen = Vec::new();
+        let stopped = s.for_each_line(|received| {
+            seen.push(received.line().to_vec());
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(stopped, Err(LineTooLong { max_line_bytes: 4 }));
+        assert_eq!(seen, [b"ab".to_vec(), b"cd".to_vec()]);
+        assert!(s.buffered().is_empty());
+        assert!(
+            s.for_each_line(|_| ControlFlow::<()>::Continue(()))
+                .is_err()
+        );
     }
 
     #[test]
@@ -524,6 +724,10 @@ mod tests {
         let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
         let single = split_chunks(&mut fresh(), &one_by_one);
         prop_assert_eq!(&single, &expected, "one byte per read");
+        let batched = split_chunks_batched(&mut fresh(), &pieces);
+        prop_assert_eq!(&batched, &expected, "in batches, in reads {:?}", pieces);
+        let batched = split_chunks_batched(&mut fresh(), &one_by_one);
+        prop_assert_eq!(&batched, &expected, "in batches, one byte per read");
         Ok(())
     }
 
@@ -544,6 +748,24 @@ mod tests {
             max_line_bytes in 1usize..24,
         ) {
             check_chunking(b"\n", &bytes, cuts, max_line_bytes)?;
+        }
+
+        #[test]
+        fn two_byte_delimiter_lines_do_not_depend_on_chunking(
+            bytes in stream_for(b"<>"),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+            max_line_bytes in 1usize..24,
+        ) {
+            check_chunking(b"<>", &bytes, cuts, max_line_bytes)?;
+        }
+
+        #[test]
+        fn doubled_byte_delimiter_lines_do_not_depend_on_chunking(
+            bytes in stream_for(b"=="),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+            max_line_bytes in 1usize..24,
+        ) {
+            check_chunking(b"==", &bytes, cuts, max_line_bytes)?;
         }
 
         #[test]

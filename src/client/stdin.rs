@@ -2,6 +2,8 @@
 //! cancelled, so it must never be something the client waits for on its way
 //! out: the thread is left blocked, and the process exits past it.
 
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,25 +66,20 @@ fn read_lines(
 
         let mut batch = BytesMut::with_capacity(count + count / 4 + delimiter.len());
         let mut last_line = None;
-        let complete = loop {
-            match lines.next_received_line() {
-                Ok(Some(received)) => {
-                    let line = received.line();
-                    last_line = Some(batch.len()..batch.len() + line.len());
-                    match received.with_written_delimiter() {
-                        Some(line_and_delimiter) if ends_as_sent => {
-                            batch.extend_from_slice(line_and_delimiter);
-                        }
-                        _ => {
-                            batch.extend_from_slice(line);
-                            batch.extend_from_slice(delimiter);
-                        }
-                    }
+        let complete = lines.for_each_line(|received| {
+            let line = received.line();
+            last_line = Some(batch.len()..batch.len() + line.len());
+            match received.with_written_delimiter() {
+                Some(line_and_delimiter) if ends_as_sent => {
+                    batch.extend_from_slice(line_and_delimiter);
                 }
-                Ok(None) => break Ok(()),
-                Err(too_long) => break Err(anyhow!("stdin: {too_long}")),
+                _ => {
+                    batch.extend_from_slice(line);
+                    batch.extend_from_slice(delimiter);
+                }
             }
-        };
+            ControlFlow::<Infallible>::Continue(())
+        });
         let end_of_input = count == 0;
         if end_of_input && !lines.buffered().is_empty() {
             // A last line without `\n` is still a line.
@@ -97,7 +94,7 @@ fn read_lines(
         if !batch.is_empty() && batches.blocking_send(Ok(batch.freeze())).is_err() {
             return Ok(()); // The client is exiting.
         }
-        complete?;
+        complete.map_err(|too_long| anyhow!("stdin: {too_long}"))?;
         if end_of_input {
             return Ok(());
         }

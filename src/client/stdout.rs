@@ -2,7 +2,9 @@
 //! writing them to stdout there leaves the task that moves bytes on the
 //! socket free to keep both directions going.
 
+use std::convert::Infallible;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
@@ -68,16 +70,11 @@ fn print_replies(
     let mut last_error_line = None;
     while let Some(chunk) = received.blocking_recv() {
         lines.append(chunk);
-        let complete = loop {
-            match lines.next_line() {
-                Ok(Some(line)) => {
-                    printed.extend_from_slice(line);
-                    printed.push(b'\n');
-                }
-                Ok(None) => break Ok(()),
-                Err(too_long) => break Err(too_long),
-            }
-        };
+        let complete = lines.for_each_line(|received| {
+            printed.extend_from_slice(received.line());
+            printed.push(b'\n');
+            ControlFlow::<Infallible>::Continue(())
+        });
         note_error_line(&printed, &mut last_error_line);
         // The lines before a line that is too long are still printed.
         if !write_out(&mut output, &mut printed)? {

@@ -33,12 +33,11 @@ use crate::protocol;
 pub use close::CLOSE_STALL;
 pub(crate) use queued::{SendQueue, Wake};
 pub(crate) use stream::Stream;
-/// Room for the first read after a wait: small, since a connection that had
-/// to wait is usually one line at a time (a person, a ping-pong client), and
-/// its buffer is allocated anew after every wait.
-const FIRST_READ: usize = 1024;
-/// Room for each read while input keeps coming (the last read filled its
-/// buffer): large, so a pipelining client costs few system calls per line.
+/// Room for each read: large, so a pipelining client costs few system
+/// calls per line. Reserved only once the socket has bytes, and freed when
+/// it has none, so a waiting connection holds no buffer. (A smaller first
+/// read after each wait made a client that keeps a window of requests in
+/// flight pay an extra read and write per window.)
 const READ_CHUNK: usize = 64 * 1024;
 /// Once the outbox holds this much, it is written before any more lines
 /// are answered, and nothing more is read until it is: a client that sends
@@ -229,9 +228,6 @@ pub(super) struct Connection {
     stop: watch::Receiver<()>,
     /// Only with an idle timeout.
     idle_timer: Option<IdleTimer>,
-    /// The last read filled its buffer, so more input is probably waiting
-    /// and the next read is large.
-    streaming: bool,
     stats: Stats,
 }
 
@@ -273,7 +269,6 @@ impl Connection {
             }),
             config,
             stop,
-            streaming: false,
             stats: Stats {
                 opened: Instant::now(),
                 lines: 0,
@@ -311,10 +306,10 @@ impl Connection {
         }
     }
 
-    /// Whether the outbox may take more before it must be flushed.
+    /// Whether `outbox` may take more before it must be flushed.
     #[inline]
-    pub(super) fn outbox_has_room(&self) -> bool {
-        self.outbox.len() < OUTBOX_HIGH_WATER
+    pub(super) fn outbox_has_room(outbox: &BytesMut) -> bool {
+        outbox.len() < OUTBOX_HIGH_WATER
     }
 
     /// Counts lines answered, for the close log.
@@ -385,23 +380,19 @@ impl Connection {
             outbox,
             stop,
             idle_timer,
-            streaming,
             ..
         } = self;
         // Polled by hand rather than as `readable()` then `read_buf()`: that
         // pair would keep a readiness waiter inside every waiting
         // connection's task. The read future holds no state between polls.
         let read = std::future::poll_fn(|context| {
-            let spare = if *streaming { READ_CHUNK } else { FIRST_READ };
-            if let Poll::Ready(read) = stream.poll_read_into(context, lines, spare) {
-                *streaming = matches!(read, Ok(count) if count >= spare);
+            if let Poll::Ready(read) = stream.poll_read_into(context, lines, READ_CHUNK) {
                 return Poll::Ready(read);
             }
             // Nothing to read: the wait may be long, so free the buffers.
             // The outbox is empty here: it is flushed before reading.
             lines.release_if_empty();
             *outbox = BytesMut::new();
-            *streaming = false;
             Poll::Pending
         });
         let received = tokio::select! {

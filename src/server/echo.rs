@@ -2,7 +2,7 @@
 //! ends the connection. The transport it answers through is
 //! [`super::connection`].
 
-use std::sync::Arc;
+use std::ops::ControlFlow;
 
 use super::connection::{Connection, End};
 use crate::protocol::{self, QUIT_LINE, REPLY_PREFIX};
@@ -27,38 +27,50 @@ pub(super) async fn answer_lines(connection: &mut Connection) -> End {
 /// Answers the complete lines already received, into the outbox. Stops
 /// early when the outbox is full; returns whether every complete line is
 /// answered. This is the per-line hot path: no I/O, no allocation but the
-/// outbox's growth.
+/// outbox's growth, nothing looked up again for each line.
 fn answer_buffered(connection: &mut Connection) -> Result<bool, End> {
     connection.prepare_outbox();
-    let format = Arc::clone(&connection.config.format);
-    let delimiter = format.written_delimiter();
+    let Connection {
+        lines,
+        outbox,
+        config,
+        ..
+    } = connection;
+    let delimiter = config.format.written_delimiter();
+    // Filled as a local, so the loop keeps its length in a register.
+    let mut replies = std::mem::take(outbox);
     let mut answered = 0;
-    let result = loop {
-        if !connection.outbox_has_room() {
-            break Ok(false);
+    // Breaks with the end of the connection, or with none when the outbox
+    // is full.
+    let stopped = lines.for_each_line(|received| {
+        if received.line() == QUIT_LINE {
+            return ControlFlow::Break(Some(End::Quit));
         }
-        match connection.lines.next_received_line() {
-            Ok(None) => break Ok(true),
-            Ok(Some(received)) if received.line() == QUIT_LINE => break Err(End::Quit),
-            Ok(Some(received)) => {
-                let outbox = &mut connection.outbox;
-                outbox.extend_from_slice(REPLY_PREFIX);
-                match received.with_written_delimiter() {
-                    Some(line_and_delimiter) => outbox.extend_from_slice(line_and_delimiter),
-                    None => {
-                        outbox.extend_from_slice(received.line());
-                        outbox.extend_from_slice(delimiter);
-                    }
-                }
-                answered += 1;
-            }
-            Err(too_long) => {
-                let message = protocol::line_too_long(too_long.max_line_bytes);
-                connection.queue_line(&[message.as_bytes()]);
-                break Err(End::LineTooLong(too_long));
+        replies.extend_from_slice(REPLY_PREFIX);
+        match received.with_written_delimiter() {
+            Some(line_and_delimiter) => replies.extend_from_slice(line_and_delimiter),
+            None => {
+                replies.extend_from_slice(received.line());
+                replies.extend_from_slice(delimiter);
             }
         }
-    };
+        answered += 1;
+        if Connection::outbox_has_room(&replies) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(None)
+        }
+    });
+    *outbox = replies;
     connection.count_lines(answered);
-    result
+    match stopped {
+        Ok(ControlFlow::Continue(())) => Ok(true),
+        Ok(ControlFlow::Break(None)) => Ok(false),
+        Ok(ControlFlow::Break(Some(end))) => Err(end),
+        Err(too_long) => {
+            let message = protocol::line_too_long(too_long.max_line_bytes);
+            connection.queue_line(&[message.as_bytes()]);
+            Err(End::LineTooLong(too_long))
+        }
+    }
 }
