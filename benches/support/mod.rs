@@ -50,6 +50,11 @@ pub enum Kind {
     /// `tokio::io::copy`; the others read into a buffer of that size and
     /// `write_all` what they read, as chat-server reads 64 KiB.
     RawEcho(usize),
+    /// Not a baseline: a raw echo that answers each [`LINE`] it reads with a
+    /// prebuilt reply as long as chat-server's, with no framing (reading at
+    /// most this many bytes at a time). What the longer replies alone cost
+    /// in the kernel: a ceiling for chat-server, below the raw echoes.
+    ReplySized(usize),
 }
 
 /// The raw echoes every figure is compared with: the best of them, each
@@ -60,17 +65,32 @@ pub const RAW_ECHOES: [Kind; 3] = [
     Kind::RawEcho(256 * 1024),
 ];
 
+/// The ceilings shown beside the baseline: raw echoes with replies of
+/// chat-server's length, reading as chat-server does and as the best raw
+/// echo mostly does.
+pub const REPLY_SIZED_ECHOES: [Kind; 2] =
+    [Kind::ReplySized(64 * 1024), Kind::ReplySized(256 * 1024)];
+
 impl Kind {
     pub fn name(self) -> String {
         match self {
             Kind::Chat => "chat-server".to_string(),
             Kind::RawEcho(read) => format!("raw-echo-{}k", read / 1024),
+            Kind::ReplySized(read) => format!("reply-sized-{}k", read / 1024),
+        }
+    }
+
+    fn read_size(self) -> usize {
+        match self {
+            Kind::Chat => 64 * 1024,
+            Kind::RawEcho(read) | Kind::ReplySized(read) => read,
         }
     }
 
     pub fn parse(name: &str) -> Option<Kind> {
         std::iter::once(Kind::Chat)
             .chain(RAW_ECHOES)
+            .chain(REPLY_SIZED_ECHOES)
             .find(|kind| kind.name() == name)
     }
 }
@@ -167,12 +187,15 @@ pub async fn serve(listener: TcpListener, kind: Kind, shutdown: impl Future<Outp
         Kind::Chat => server::run(vec![listener], server_config(), shutdown)
             .await
             .unwrap(),
-        Kind::RawEcho(read_size) => {
+        Kind::RawEcho(_) | Kind::ReplySized(_) => {
             let accepting = async {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
                     stream.set_nodelay(true).unwrap();
-                    tokio::spawn(raw_echo(stream, read_size));
+                    match kind {
+                        Kind::RawEcho(read_size) => tokio::spawn(raw_echo(stream, read_size)),
+                        _ => tokio::spawn(reply_sized_echo(stream, kind.read_size())),
+                    };
                 }
             };
             tokio::select! {
@@ -194,6 +217,27 @@ async fn raw_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
     let mut buffer = vec![0; read_size];
     while let Ok(count @ 1..) = reader.read(&mut buffer).await {
         if writer.write_all(&buffer[..count]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers each whole [`LINE`] read with a reply of chat-server's length,
+/// from a buffer made once: the bytes chat-server moves, none of its work.
+async fn reply_sized_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
+    let reply_line = [&b"You sent: "[..], LINE].concat();
+    let replies = reply_line.repeat(read_size / LINE.len() + 1);
+    let mut buffer = vec![0; read_size];
+    let mut partial = 0;
+    while let Ok(count @ 1..) = stream.read(&mut buffer).await {
+        let total = partial + count;
+        partial = total % LINE.len();
+        let lines = total / LINE.len();
+        if stream
+            .write_all(&replies[..lines * reply_line.len()])
+            .await
+            .is_err()
+        {
             return;
         }
     }
