@@ -14,6 +14,7 @@ use std::time::Instant;
 
 #[path = "support/mod.rs"]
 mod support;
+use chat::protocol::REPLY_PREFIX;
 use support::Kind;
 
 const LINES: usize = 1_000_000;
@@ -106,14 +107,14 @@ fn main() {
             input,
         );
         // One `You sent: LINE\n` per line: the line less its `\r`.
-        assert_eq!(printed, input.len() + LINES * (b"You sent: ".len() - 1));
+        assert_eq!(printed, input.len() + LINES * (REPLY_PREFIX.len() - 1));
         chat.push(LINES as f64 / seconds);
 
         let (seconds, printed) = pipe_through(
             Command::new(&exe).args([RAW_CLIENT, &address.to_string()]),
             input,
         );
-        assert_eq!(printed, input.len() + LINES * b"You sent: ".len());
+        assert_eq!(printed, input.len() + LINES * REPLY_PREFIX.len());
         raw.push(LINES as f64 / seconds);
     }
     let ratios: Vec<f64> = chat

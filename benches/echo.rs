@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{ChildServer, Kind, LINE, SERVE, client_runtime};
+use support::{ChildServer, Kind, LINE, REPLY_LEN, SERVE, client_runtime};
 
 /// Windows of the windowed client, in bytes of lines sent and not yet
 /// answered; `None` is no window at all.
@@ -54,7 +54,7 @@ const IDLE_CONNECTIONS: usize = 5_000;
 
 fn reply_len(kind: Kind) -> usize {
     match kind {
-        Kind::Chat | Kind::ReplySized(_) => b"You sent: ".len() + LINE.len(),
+        Kind::Chat | Kind::ReplySized(_) => REPLY_LEN,
         Kind::RawEcho(_) => LINE.len(),
     }
 }

@@ -30,9 +30,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{LINE, LINES_PER_WRITE, client_runtime};
+use support::{LINE, LINES_PER_WRITE, REPLY_LEN, client_runtime};
 
-const REPLY_LEN: usize = b"You sent: ".len() + LINE.len();
 /// A chat line, and how it reaches the others.
 const CHAT_LINE: &[u8] = b"the quick brown fox jumps over\n";
 const RECEIVERS: usize = 100;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
+use chat::protocol::REPLY_PREFIX;
 use chat::server::{self, Config};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -22,6 +23,8 @@ use tokio::sync::Semaphore;
 
 /// 30 bytes and CRLF: the 32-byte line the echo benches pipeline.
 pub const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
+/// chat-server's reply to [`LINE`]: `You sent: ` and the line.
+pub const REPLY_LEN: usize = REPLY_PREFIX.len() + LINE.len();
 /// Lines a pipelining client writes at once, when no window is smaller.
 pub const LINES_PER_WRITE: usize = 2048;
 
@@ -77,13 +80,6 @@ impl Kind {
             Kind::Chat => "chat-server".to_string(),
             Kind::RawEcho(read) => format!("raw-echo-{}k", read / 1024),
             Kind::ReplySized(read) => format!("reply-sized-{}k", read / 1024),
-        }
-    }
-
-    fn read_size(self) -> usize {
-        match self {
-            Kind::Chat => 64 * 1024,
-            Kind::RawEcho(read) | Kind::ReplySized(read) => read,
         }
     }
 
@@ -187,15 +183,16 @@ pub async fn serve(listener: TcpListener, kind: Kind, shutdown: impl Future<Outp
         Kind::Chat => server::run(vec![listener], server_config(), shutdown)
             .await
             .unwrap(),
-        Kind::RawEcho(_) | Kind::ReplySized(_) => {
+        Kind::RawEcho(read_size) | Kind::ReplySized(read_size) => {
             let accepting = async {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
                     stream.set_nodelay(true).unwrap();
-                    match kind {
-                        Kind::RawEcho(read_size) => tokio::spawn(raw_echo(stream, read_size)),
-                        _ => tokio::spawn(reply_sized_echo(stream, kind.read_size())),
-                    };
+                    if kind == Kind::RawEcho(read_size) {
+                        tokio::spawn(raw_echo(stream, read_size));
+                    } else {
+                        tokio::spawn(reply_sized_echo(stream, read_size));
+                    }
                 }
             };
             tokio::select! {
@@ -225,7 +222,7 @@ async fn raw_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
 /// Answers each whole [`LINE`] read with a reply of chat-server's length,
 /// from a buffer made once: the bytes chat-server moves, none of its work.
 async fn reply_sized_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
-    let reply_line = [&b"You sent: "[..], LINE].concat();
+    let reply_line = [REPLY_PREFIX, LINE].concat();
     let replies = reply_line.repeat(read_size / LINE.len() + 1);
     let mut buffer = vec![0; read_size];
     let mut partial = 0;
