@@ -4,7 +4,9 @@
 //!
 //! A [`LineSplitter`] owns the bytes received so far and remembers how far it
 //! has already searched for the delimiter, so a long line arriving in many
-//! small reads is scanned once in total, not once per read.
+//! small reads is scanned once in total, not once per read. Its batch form,
+//! [`LineSplitter::for_each_line`], finds every line in the bytes received
+//! with one pass over them, 64 bytes at a time.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -13,6 +15,10 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 
 use crate::delimiter::Delimiter;
+
+mod cut;
+mod occurrences;
+use cut::{Cut, Cutter};
 
 /// How a stream is cut into lines: shared, unchanged, by every splitter of a
 /// program, so a connection holds only a pointer to it.
@@ -46,109 +52,6 @@ impl LineFormat {
     pub fn max_line_bytes(&self) -> usize {
         self.max_line_bytes
     }
-
-    /// The format's parameters as plain values, for one batch of lines.
-    #[inline(always)]
-    fn cutter(&self) -> Cutter<'_> {
-        let ending = match *self.delimiter.line_end() {
-            [byte] => Ending::Byte(byte),
-            [first, second] => Ending::Pair(first, second),
-            _ => Ending::Long(&self.finder),
-        };
-        Cutter {
-            ending,
-            end_len: self.delimiter.line_end().len(),
-            drops_cr: self.delimiter.drops_cr(),
-            max_line_bytes: self.max_line_bytes,
-        }
-    }
-}
-
-/// A [`LineFormat`]'s parameters copied out, so that a loop over many
-/// lines keeps them in registers rather than reading them again for each.
-#[derive(Clone, Copy)]
-struct Cutter<'f> {
-    ending: Ending<'f>,
-    end_len: usize,
-    drops_cr: bool,
-    max_line_bytes: usize,
-}
-
-/// The delimiter, by how it is searched for.
-#[derive(Clone, Copy)]
-enum Ending<'f> {
-    Byte(u8),
-    Pair(u8, u8),
-    Long(&'f memchr::memmem::Finder<'static>),
-}
-
-impl Cutter<'_> {
-    /// Cuts the first line off `pending`, the bytes from a line's start, of
-    /// which the first `searched` are known not to begin a delimiter. When a
-    /// line is too long: see [`LineSplitter::next_line`].
-    #[inline(always)]
-    fn cut(self, pending: &[u8], searched: usize) -> Cut {
-        let Some(offset) = self.find_delimiter(&pending[searched..]) else {
-            // A delimiter cut across two reads starts in the last
-            // `end_len - 1` bytes: search those again next time.
-            let searched = (pending.len() + 1).saturating_sub(self.end_len);
-            if searched > self.max_line_bytes + usize::from(self.drops_cr) {
-                return Cut::TooLong;
-            }
-            return Cut::Incomplete { searched };
-        };
-        let end = searched + offset;
-        let (line_len, ending_as_written) = match pending[..end].last() {
-            Some(b'\r') if self.drops_cr => (end - 1, true),
-            _ => (end, !self.drops_cr),
-        };
-        if line_len > self.max_line_bytes {
-            return Cut::TooLong;
-        }
-        Cut::Line {
-            len: end + self.end_len,
-            line_len,
-            ending_as_written,
-        }
-    }
-
-    /// Where the delimiter first starts in `haystack`, if it is there whole.
-    #[inline(always)]
-    fn find_delimiter(self, haystack: &[u8]) -> Option<usize> {
-        match self.ending {
-            // memchr directly: memmem would only get there by a detour.
-            Ending::Byte(byte) => memchr::memchr(byte, haystack),
-            // CRLF and other pairs: memchr for the second byte (LF, rare in
-            // text), then a look at the byte before it. memmem's search
-            // costs more to set up than a short line takes to scan, and this
-            // is once per line.
-            Ending::Pair(first, second) => {
-                let mut from = 1;
-                loop {
-                    let at = from + memchr::memchr(second, haystack.get(from..)?)?;
-                    if haystack[at - 1] == first {
-                        return Some(at - 1);
-                    }
-                    from = at + 1;
-                }
-            }
-            Ending::Long(finder) => finder.find(haystack),
-        }
-    }
-}
-
-/// What the bytes from a line's start hold: see [`LineFormat::cut`].
-enum Cut {
-    /// A line of `line_len` bytes, ended after `len` bytes.
-    Line {
-        len: usize,
-        line_len: usize,
-        ending_as_written: bool,
-    },
-    /// No delimiter yet; the first `searched` bytes cannot begin one.
-    Incomplete { searched: usize },
-    /// The line is over the limit, whether its delimiter has come or not.
-    TooLong,
 }
 
 /// A line was longer than [`LineFormat::max_line_bytes`]. The splitter that
@@ -276,11 +179,7 @@ impl LineSplitter {
         if self.failed {
             return Err(self.fail());
         }
-        match self
-            .format
-            .cutter()
-            .cut(&self.buffer[self.consumed..], self.searched)
-        {
+        match Cutter::new(&self.format).cut(&self.buffer[self.consumed..], self.searched) {
             Cut::Line {
                 len,
                 line_len,
@@ -311,44 +210,16 @@ impl LineSplitter {
     #[inline]
     pub fn for_each_line<B>(
         &mut self,
-        mut each: impl FnMut(ReceivedLine<'_>) -> ControlFlow<B>,
+        each: impl FnMut(ReceivedLine<'_>) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, LineTooLong> {
         if self.failed {
             return Err(self.fail());
         }
-        let cutter = self.format.cutter();
-        let mut rest = &self.buffer[self.consumed..];
-        let mut searched = self.searched;
-        let stopped = loop {
-            match cutter.cut(rest, searched) {
-                Cut::Line {
-                    len,
-                    line_len,
-                    ending_as_written,
-                } => {
-                    let (with_ending, after) = rest.split_at(len);
-                    rest = after;
-                    searched = 0;
-                    let line = ReceivedLine {
-                        with_ending,
-                        line_len,
-                        ending_as_written,
-                    };
-                    if let ControlFlow::Break(value) = each(line) {
-                        break Some(ControlFlow::Break(value));
-                    }
-                }
-                Cut::Incomplete { searched: now } => {
-                    searched = now;
-                    break Some(ControlFlow::Continue(()));
-                }
-                Cut::TooLong => break None,
-            }
-        };
-        let taken = self.buffer.len() - self.consumed - rest.len();
-        self.consumed += taken;
-        self.searched = searched;
-        stopped.ok_or_else(|| self.fail())
+        let pending = &self.buffer[self.consumed..];
+        let batch = Cutter::new(&self.format).cut_each(pending, self.searched, each);
+        self.consumed += batch.taken;
+        self.searched = batch.searched;
+        batch.stopped.ok_or_else(|| self.fail())
     }
 
     /// The bytes received after the last line returned: a line still being
@@ -432,7 +303,11 @@ mod tests {
         let mut lines = Vec::new();
         for chunk in chunks {
             splitter.extend_from_slice(chunk);
+            let written = splitter.format().written_delimiter().to_vec();
             let taken = splitter.for_each_line(|received| {
+                if let Some(whole) = received.with_written_delimiter() {
+                    assert_eq!(whole, [received.line(), &written].concat());
+                }
                 lines.push(received.line().to_vec());
                 ControlFlow::<()>::Continue(())
             });
@@ -731,7 +606,45 @@ mod tests {
         Ok(())
     }
 
+    /// Long runs of lines of up to 150 bytes (mostly the delimiter's bytes,
+    /// CR and others), each followed by `delimiter`: many lines in a batch,
+    /// across many 64-byte blocks.
+    fn lines_for(delimiter: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            1 => proptest::sample::select(delimiter.to_vec()),
+            1 => Just(b'\r'),
+            4 => any::<u8>(),
+        ];
+        let line = proptest::collection::vec(byte, 0..150);
+        proptest::collection::vec(line, 0..40).prop_map(move |lines| {
+            lines
+                .into_iter()
+                .flat_map(|line| line.into_iter().chain(delimiter.iter().copied()))
+                .collect()
+        })
+    }
+
     proptest! {
+        #[test]
+        fn runs_of_lines_do_not_depend_on_chunking(
+            (delimiter, bytes) in proptest::sample::select(vec![&b"\r\n"[..], b"\n", b"=="])
+                .prop_flat_map(|delimiter| (Just(delimiter), lines_for(delimiter))),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            max_line_bytes in 100usize..200,
+        ) {
+            check_chunking(delimiter, &bytes, cuts, max_line_bytes)?;
+        }
+
+        #[test]
+        fn lenient_runs_of_lines_do_not_depend_on_chunking(
+            bytes in lines_for(b"\n"),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+            max_line_bytes in 100usize..200,
+        ) {
+            let expected = lenient_model(&bytes, max_line_bytes);
+            check_chunking_against(Delimiter::lenient(), &bytes, cuts, max_line_bytes, expected)?;
+        }
+
         #[test]
         fn crlf_lines_do_not_depend_on_chunking(
             bytes in stream_for(b"\r\n"),
