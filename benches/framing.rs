@@ -1,8 +1,11 @@
 //! The splitter alone: throughput for short to long lines arriving in tiny
-//! to large reads, and the resume check: a 16 MiB line arriving in 1 KiB
+//! to large reads, taken out one at a time (`next_line`, as chat mode does)
+//! and in batches (`for_each_line`, as echo mode and the client do), and the
+//! resume check: a 16 MiB line arriving in 1 KiB
 //! reads must cost at most twice the same line arriving in one read.
 
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,27 @@ fn split(input: &[u8], read_len: usize, max_line_bytes: usize) -> usize {
     lines
 }
 
+/// As [`split`], taking the lines out in batches.
+fn split_batched(input: &[u8], read_len: usize, max_line_bytes: usize) -> usize {
+    let format = Arc::new(LineFormat::new(Delimiter::crlf(), max_line_bytes));
+    let mut splitter = LineSplitter::new(format);
+    let mut lines = 0;
+    for read in input.chunks(read_len) {
+        splitter.extend_from_slice(read);
+        let taken = splitter.for_each_line(|received| {
+            black_box(received.line());
+            lines += 1;
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(
+            taken,
+            Ok(ControlFlow::Continue(())),
+            "no line is over the limit"
+        );
+    }
+    lines
+}
+
 /// The median time of `RUNS` runs of `run`.
 fn time(mut run: impl FnMut()) -> Duration {
     let mut samples: Vec<f64> = (0..RUNS)
@@ -56,8 +80,8 @@ fn main() {
     }
     println!("framing: LineSplitter, CRLF lines, median of {RUNS} runs");
     println!(
-        "{:>10} {:>10} {:>12} {:>12}",
-        "line", "read", "MB/s", "lines/s"
+        "{:>10} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "line", "read", "MB/s", "lines/s", "batch MB/s", "lines/s"
     );
     for line_len in [8, 32, 1024, 65536] {
         let line = [vec![b'x'; line_len], b"\r\n".to_vec()].concat();
@@ -69,12 +93,18 @@ fn main() {
             };
             let input = line.repeat((total / line.len()).max(1));
             let count = input.len() / line.len();
-            let elapsed = time(|| assert_eq!(split(&input, read_len, 65536), count));
-            let seconds = elapsed.as_secs_f64();
+            let one_by_one = time(|| assert_eq!(split(&input, read_len, 65536), count));
+            let batched = time(|| assert_eq!(split_batched(&input, read_len, 65536), count));
+            let rates = |elapsed: Duration| {
+                let seconds = elapsed.as_secs_f64();
+                let megabytes = input.len() as f64 / seconds / 1e6;
+                (megabytes, support::per_second(count as f64 / seconds))
+            };
+            let ((one_mb, one_lines), (batch_mb, batch_lines)) =
+                (rates(one_by_one), rates(batched));
             println!(
-                "{line_len:>10} {read_len:>10} {:>12.0} {:>12}",
-                input.len() as f64 / seconds / 1e6,
-                support::per_second(count as f64 / seconds),
+                "{line_len:>10} {read_len:>10} {one_mb:>12.0} {one_lines:>12} {batch_mb:>12.0} \
+                 {batch_lines:>12}",
             );
         }
     }
