@@ -24,40 +24,50 @@ const RESUME_RUNS: usize = 7;
 /// The argument that makes this program one sample of the resume check.
 const RESUME_SAMPLE: &str = "--resume-sample";
 
-/// Feeds `input` to a fresh splitter in reads of `read_len` bytes and takes
-/// every line out; returns the number of lines.
-fn split(input: &[u8], read_len: usize, max_line_bytes: usize) -> usize {
+/// Feeds `input` to a fresh splitter in reads of `read_len` bytes, taking
+/// the complete lines out with `take_lines` after each read; returns the
+/// number of lines.
+fn split(
+    input: &[u8],
+    read_len: usize,
+    max_line_bytes: usize,
+    take_lines: impl Fn(&mut LineSplitter) -> usize,
+) -> usize {
     let format = Arc::new(LineFormat::new(Delimiter::crlf(), max_line_bytes));
     let mut splitter = LineSplitter::new(format);
+    input
+        .chunks(read_len)
+        .map(|read| {
+            splitter.extend_from_slice(read);
+            take_lines(&mut splitter)
+        })
+        .sum()
+}
+
+/// Takes every complete line out one at a time, as chat mode does.
+fn one_at_a_time(splitter: &mut LineSplitter) -> usize {
     let mut lines = 0;
-    for read in input.chunks(read_len) {
-        splitter.extend_from_slice(read);
-        while let Some(line) = splitter.next_line().expect("no line is over the limit") {
-            black_box(line);
-            lines += 1;
-        }
+    while let Some(line) = splitter.next_line().expect("no line is over the limit") {
+        black_box(line);
+        lines += 1;
     }
     lines
 }
 
-/// As [`split`], taking the lines out in batches.
-fn split_batched(input: &[u8], read_len: usize, max_line_bytes: usize) -> usize {
-    let format = Arc::new(LineFormat::new(Delimiter::crlf(), max_line_bytes));
-    let mut splitter = LineSplitter::new(format);
+/// Takes every complete line out in one batch, as echo mode and the client
+/// do.
+fn in_a_batch(splitter: &mut LineSplitter) -> usize {
     let mut lines = 0;
-    for read in input.chunks(read_len) {
-        splitter.extend_from_slice(read);
-        let taken = splitter.for_each_line(|received| {
-            black_box(received.line());
-            lines += 1;
-            ControlFlow::<()>::Continue(())
-        });
-        assert_eq!(
-            taken,
-            Ok(ControlFlow::Continue(())),
-            "no line is over the limit"
-        );
-    }
+    let taken = splitter.for_each_line(|received| {
+        black_box(received.line());
+        lines += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(
+        taken,
+        Ok(ControlFlow::Continue(())),
+        "no line is over the limit"
+    );
     lines
 }
 
@@ -93,8 +103,12 @@ fn main() {
             };
             let input = line.repeat((total / line.len()).max(1));
             let count = input.len() / line.len();
-            let one_by_one = time(|| assert_eq!(split(&input, read_len, 65536), count));
-            let batched = time(|| assert_eq!(split_batched(&input, read_len, 65536), count));
+            let one_by_one = time(|| {
+                assert_eq!(split(&input, read_len, 65536, one_at_a_time), count);
+            });
+            let batched = time(|| {
+                assert_eq!(split(&input, read_len, 65536, in_a_batch), count);
+            });
             let rates = |elapsed: Duration| {
                 let seconds = elapsed.as_secs_f64();
                 let megabytes = input.len() as f64 / seconds / 1e6;
@@ -156,6 +170,6 @@ fn resume_sample(read_len: usize) {
     let mut long_line = vec![b'x'; LONG_LINE + 2];
     long_line[LONG_LINE..].copy_from_slice(b"\r\n");
     let started = Instant::now();
-    assert_eq!(split(&long_line, read_len, 2 * LONG_LINE), 1);
+    assert_eq!(split(&long_line, read_len, 2 * LONG_LINE, one_at_a_time), 1);
     println!("{}", started.elapsed().as_secs_f64());
 }
