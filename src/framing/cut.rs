@@ -44,7 +44,8 @@ impl<'f> Cutter<'f> {
 
     /// Cuts the first line off `pending`, the bytes from a line's start, of
     /// which the first `searched` are known not to begin a delimiter. When a
-    /// line is too long: see [`LineSplitter::next_line`](super::LineSplitter::next_line).
+    /// line is too long: see
+    /// [`LineSplitter::next_line`](super::LineSplitter::next_line).
     #[inline(always)]
     pub(super) fn cut(self, pending: &[u8], searched: usize) -> Cut {
         let Some(offset) = self.find_delimiter(&pending[searched..]) else {
@@ -90,8 +91,8 @@ impl<'f> Cutter<'f> {
     }
 
     /// Hands each complete line of `pending` to `each`, as
-    /// [`LineSplitter::for_each_line`](super::LineSplitter::for_each_line) says; `searched` is as for
-    /// [`cut`](Self::cut).
+    /// [`LineSplitter::for_each_line`](super::LineSplitter::for_each_line)
+    /// says; `searched` is as for [`cut`](Self::cut).
     #[inline(always)]
     pub(super) fn cut_each<B>(
         self,
@@ -106,7 +107,8 @@ impl<'f> Cutter<'f> {
             Ending::Pair(first, second) => (Some(first), second),
             Ending::Long(_) => return self.cut_one_by_one(pending, searched, each),
         };
-        // Every line's delimiter ends with `last`: one pass finds them all.
+        // Every line's delimiter ends with `last`: one pass finds them all,
+        // from where the first delimiter not yet ruled out would end.
         let mut start = 0;
         for at in Occurrences::new(pending, last, searched + self.end_len - 1) {
             let with_ending = &pending[start..=at];
