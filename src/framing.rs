@@ -624,10 +624,30 @@ mod tests {
         })
     }
 
+    /// The delimiters the chunking tests cut by: one byte, CRLF, another
+    /// pair, a doubled byte (a candidate's first byte is also the byte
+    /// searched for), and one long enough for a different search.
+    const DELIMITERS: [&[u8]; 5] = [b"\n", b"\r\n", b"<>", b"==", b"<=>"];
+
+    proptest! {
+        // As many cases for each delimiter as a test of its own would get.
+        #![proptest_config(ProptestConfig::with_cases(256 * DELIMITERS.len() as u32))]
+
+        #[test]
+        fn lines_do_not_depend_on_chunking(
+            (delimiter, bytes) in proptest::sample::select(DELIMITERS.to_vec())
+                .prop_flat_map(|delimiter| (Just(delimiter), stream_for(delimiter))),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+            max_line_bytes in 1usize..24,
+        ) {
+            check_chunking(delimiter, &bytes, cuts, max_line_bytes)?;
+        }
+    }
+
     proptest! {
         #[test]
         fn runs_of_lines_do_not_depend_on_chunking(
-            (delimiter, bytes) in proptest::sample::select(vec![&b"\r\n"[..], b"\n", b"=="])
+            (delimiter, bytes) in proptest::sample::select(DELIMITERS.to_vec())
                 .prop_flat_map(|delimiter| (Just(delimiter), lines_for(delimiter))),
             cuts in proptest::collection::vec(any::<usize>(), 0..20),
             max_line_bytes in 100usize..200,
@@ -643,51 +663,6 @@ mod tests {
         ) {
             let expected = lenient_model(&bytes, max_line_bytes);
             check_chunking_against(Delimiter::lenient(), &bytes, cuts, max_line_bytes, expected)?;
-        }
-
-        #[test]
-        fn crlf_lines_do_not_depend_on_chunking(
-            bytes in stream_for(b"\r\n"),
-            cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            max_line_bytes in 1usize..24,
-        ) {
-            check_chunking(b"\r\n", &bytes, cuts, max_line_bytes)?;
-        }
-
-        #[test]
-        fn lf_lines_do_not_depend_on_chunking(
-            bytes in stream_for(b"\n"),
-            cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            max_line_bytes in 1usize..24,
-        ) {
-            check_chunking(b"\n", &bytes, cuts, max_line_bytes)?;
-        }
-
-        #[test]
-        fn two_byte_delimiter_lines_do_not_depend_on_chunking(
-            bytes in stream_for(b"<>"),
-            cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            max_line_bytes in 1usize..24,
-        ) {
-            check_chunking(b"<>", &bytes, cuts, max_line_bytes)?;
-        }
-
-        #[test]
-        fn doubled_byte_delimiter_lines_do_not_depend_on_chunking(
-            bytes in stream_for(b"=="),
-            cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            max_line_bytes in 1usize..24,
-        ) {
-            check_chunking(b"==", &bytes, cuts, max_line_bytes)?;
-        }
-
-        #[test]
-        fn three_byte_delimiter_lines_do_not_depend_on_chunking(
-            bytes in stream_for(b"<=>"),
-            cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            max_line_bytes in 1usize..24,
-        ) {
-            check_chunking(b"<=>", &bytes, cuts, max_line_bytes)?;
         }
 
         #[test]
