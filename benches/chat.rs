@@ -20,7 +20,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -98,6 +98,7 @@ async fn serve(listener: TcpListener, kind: Kind) {
                     ..chat_mode::Settings::default()
                 }),
                 tls: None,
+                close_stall: chat::server::connection::CLOSE_STALL,
             };
             server::run(vec![listener], config, std::future::pending())
                 .await
@@ -117,7 +118,7 @@ struct Broker {
 
 impl Broker {
     fn start() -> Option<Broker> {
-        let mut process = Command::new("nats-server")
+        let mut process = support::command("nats-server")
             .args(["-a", "127.0.0.1", "-p", "-1"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -153,7 +154,7 @@ struct LinkedServer {
 
 impl LinkedServer {
     fn start(broker: &Broker, node: &str) -> LinkedServer {
-        let mut process = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        let mut process = support::command(env!("CARGO_BIN_EXE_chat-server"))
             .args([
                 "--chat",
                 "--quiet",

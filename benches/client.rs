@@ -98,7 +98,7 @@ fn main() {
     let (mut chat, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let (seconds, printed) = pipe_through(
-            Command::new(env!("CARGO_BIN_EXE_chat-client")).args([
+            support::command(env!("CARGO_BIN_EXE_chat-client")).args([
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -111,7 +111,7 @@ fn main() {
         chat.push(LINES as f64 / seconds);
 
         let (seconds, printed) = pipe_through(
-            Command::new(&exe).args([RAW_CLIENT, &address.to_string()]),
+            support::command(&exe).args([RAW_CLIENT, &address.to_string()]),
             input,
         );
         assert_eq!(printed, input.len() + LINES * REPLY_PREFIX.len());

@@ -24,7 +24,7 @@
 //! process, so that only the server is counted.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,7 +129,7 @@ fn start_child(kind: Kind) -> ChildServer {
 fn start_child_pinned(kind: Kind, core: usize) -> ChildServer {
     let program = std::env::current_exe().unwrap();
     ChildServer::spawn(
-        Command::new("taskset")
+        support::command("taskset")
             .args(["-c", &core.to_string()])
             .arg(program)
             .args([SERVE, &kind.name()])
@@ -349,7 +349,7 @@ fn ping_pong_table(setup: &str, servers: &[(Kind, SocketAddr)]) {
 
 fn pinning_possible() -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let taskset = Command::new("taskset").arg("--version").output();
+    let taskset = support::command("taskset").arg("--version").output();
     cores >= 2 && taskset.is_ok_and(|output| output.status.success())
 }
 
@@ -365,7 +365,7 @@ fn unpin_this_thread() {
 
 fn set_this_thread_cores(list: &str) {
     // The main thread's id is the process id.
-    let status = Command::new("taskset")
+    let status = support::command("taskset")
         .args(["-p", "-c", list, &std::process::id().to_string()])
         .stdout(Stdio::null())
         .status()

@@ -133,7 +133,7 @@ fn main() {
 /// cannot, which measures the allocator rather than the splitter.
 fn resume_check() {
     let sample = |read_len: usize| {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
+        let output = support::command(std::env::current_exe().unwrap())
             .args([RESUME_SAMPLE, &read_len.to_string()])
             .output()
             .unwrap();

@@ -373,7 +373,7 @@ fn serve_child(tls: bool, cert: &str, key: &str) {
 fn idle_memory_per_connection(tls: bool, keys: &Keys) -> f64 {
     let (cert, key) = (&keys.files.cert, &keys.files.key);
     let server = support::ChildServer::spawn(
-        std::process::Command::new(std::env::current_exe().unwrap())
+        support::command(std::env::current_exe().unwrap())
             .arg(support::SERVE)
             .arg(if tls { "tls" } else { "plain" })
             .args([cert, key]),

@@ -5,8 +5,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::delimiter::Delimiter;
-
 /// Where a plain `chat-server` listens and a plain `chat-client` connects.
 pub const DEFAULT_HOST: &str = "localhost";
 pub const DEFAULT_PORT: u16 = 8007;
@@ -24,50 +22,14 @@ pub const LARGEST_MAX_RATE: u32 = 1_000_000;
 /// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
 pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
 
-/// The flags both programs take, with the same meaning: the port, and how
-/// lines end. Each program flattens it into its own arguments.
-#[derive(clap::Args, Debug)]
-pub struct LineOptions {
-    /// TCP port: where chat-server listens (0 picks a free one, named in
-    /// its "listening on" line) and chat-client connects
-    #[arg(short, long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
-
-    /// Line delimiter: crlf; lf; lenient (a line ends at LF, a CR before it
-    /// is dropped, lines sent end with CRLF: for nc without -C, telnet and
-    /// scripts); or a literal string with the escapes \r \n \t \0 \\ \xNN.
-    /// Both ends must agree [default: crlf; lenient for chat-server --chat]
-    #[arg(long, value_name = "DELIM")]
-    pub delimiter: Option<Delimiter>,
-}
-
-impl LineOptions {
-    /// `--delimiter`, or the mode's default when it is not given.
-    pub fn delimiter_or(&self, default: Delimiter) -> Delimiter {
-        self.delimiter.clone().unwrap_or(default)
-    }
-}
-
-/// `host:port`, with an IPv6 address in brackets, for messages.
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// Parses a host name or address; an IPv6 address may be written in
-/// brackets (`[::1]`), as in a URL.
-pub fn host(text: &str) -> Result<String, String> {
-    let host = text
-        .strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .unwrap_or(text);
-    if host.is_empty() {
-        return Err("a host name or address is needed".to_string());
-    }
-    Ok(host.to_string())
+/// `--delimiter`'s help: what it is for in `program`, the forms both
+/// programs take, and the default.
+pub fn delimiter_help(what_for: &str, default: &str) -> String {
+    format!(
+        "{what_for}: crlf; lf; lenient (a line ends at LF, a CR before it is dropped, lines \
+         sent end with CRLF: for nc without -C, telnet and scripts); or a literal string with \
+         the escapes \\r \\n \\t \\0 \\\\ \\xNN [default: {default}]"
+    )
 }
 
 /// A parser for a count from 1 to `max`, such as `--max-line-bytes`.
@@ -138,6 +100,15 @@ pub fn seconds_up_to(max: Duration) -> impl Fn(&str) -> Result<Seconds, String> 
     }
 }
 
+/// A parser for a number of seconds from [`MIN_DURATION`] to `max`, `0`
+/// refused: for the hidden flags that shorten a wait in tests.
+pub fn positive_seconds_up_to(max: Duration) -> impl Fn(&str) -> Result<Seconds, String> + Clone {
+    move |text| match seconds_up_to(max)(text)? {
+        Seconds(duration) if duration.is_zero() => Err("must not be 0".to_string()),
+        seconds => Ok(seconds),
+    }
+}
+
 /// A parser for a whole number of seconds: `0` (off), or from 1 to `max`.
 pub fn whole_seconds_up_to(max: u32) -> impl Fn(&str) -> Result<u32, String> + Clone {
     move |text| match text.parse::<u32>() {
@@ -180,15 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_hosts() {
+    fn counts() {
         let count = count_up_to(LARGEST_MAX_CONNECTIONS);
         assert_eq!(count("1"), Ok(1));
         for refused in ["0", "1000001", "2305843009213693952", "-1", "1.5"] {
             assert!(count(refused).is_err(), "{refused:?} accepted");
         }
-        assert_eq!(host("[::1]").as_deref(), Ok("::1"));
-        assert_eq!(host_port(&host("[::1]").unwrap(), 8007), "[::1]:8007");
-        assert!(host("[]").is_err());
     }
 
     proptest! {

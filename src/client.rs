@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::host_port;
+use crate::address::host_port;
 use crate::framing::LineFormat;
 pub use connect::Tls;
 use exchange::Exchange;

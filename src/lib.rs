@@ -12,10 +12,12 @@
 //! - [`protocol`]: every text the server puts on the wire, in both modes.
 //! - [`log`]: the server's log, which never blocks it.
 //! - [`tls`]: both programs' TLS configurations.
+//! - [`address`]: hosts and ports as people type them.
 //! - [`cli`]: what both command lines share.
 //!
 //! The binaries in `src/bin/` only parse arguments and call in here.
 
+pub mod address;
 pub mod cli;
 pub mod client;
 pub mod delimiter;

@@ -62,6 +62,9 @@ pub struct Config {
     pub chat: Option<chat::Settings>,
     /// `--tls-cert` and `--tls-key`: every connection speaks TLS.
     pub tls: Option<Tls>,
+    /// A closing connection gives up once the client has taken no reply
+    /// for this long: [`connection::CLOSE_STALL`], shorter only in tests.
+    pub close_stall: Duration,
 }
 
 /// Runs the server as the `chat-server` command does: binds every address

@@ -21,6 +21,16 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
+/// A command for `program` with a null stdin unless the caller pipes it:
+/// a bench run from a terminal never hands the terminal to a child (clippy
+/// refuses `Command::new` anywhere else).
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    #[allow(clippy::disallowed_methods)] // The one place that may.
+    let mut command = std::process::Command::new(program);
+    command.stdin(std::process::Stdio::null());
+    command
+}
+
 /// 30 bytes and CRLF: the 32-byte line the echo benches pipeline.
 pub const LINE: &[u8] = b"0123456789abcdefghijklmnopqrst\r\n";
 /// chat-server's reply to [`LINE`]: `You sent: ` and the line.
@@ -40,6 +50,7 @@ pub fn server_config() -> Config {
         log_connections: false,
         chat: None,
         tls: None,
+        close_stall: chat::server::connection::CLOSE_STALL,
     }
 }
 
@@ -319,7 +330,7 @@ impl ChildServer {
     /// This program again, serving `kind` (a name the program knows).
     pub fn start(kind: &str) -> ChildServer {
         let program = std::env::current_exe().unwrap();
-        Self::spawn(std::process::Command::new(program).args([SERVE, kind]))
+        Self::spawn(command(program).args([SERVE, kind]))
     }
 
     /// Runs `command`, and reads the address it serves on from the first

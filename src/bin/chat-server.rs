@@ -14,19 +14,28 @@ use chat::server;
 use chat::server::chat as chat_mode;
 use clap::Parser;
 
-/// A line-based TCP echo server: answers every line with "You sent: LINE"
-/// and closes the connection on a "." line. With --chat, a chat server:
-/// nicks, rooms and commands, for nc, telnet and chat-client users.
+/// A line-based TCP server. With --chat, a chat server: nicks, rooms and
+/// commands, for chat-client, nc and telnet users. Without it, an echo
+/// server: answers every line with "You sent: LINE" and closes the
+/// connection on a "." line.
 #[derive(Parser, Debug)]
 #[command(name = "chat-server", version, after_help = EXAMPLES)]
 struct Args {
     /// Host name or IP address to listen on: every address it resolves to.
-    /// Repeat to listen on several
-    #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = cli::host)]
+    /// localhost is this machine only; 0.0.0.0 (or ::) is every interface,
+    /// for other machines to connect. Repeat to listen on several
+    #[arg(long, default_value = cli::DEFAULT_HOST, value_parser = host)]
     host: Vec<String>,
 
-    #[command(flatten)]
-    lines: cli::LineOptions,
+    /// TCP port to listen on; 0 picks a free one, named in the "listening
+    /// on" line
+    #[arg(short, long, default_value_t = cli::DEFAULT_PORT)]
+    port: u16,
+
+    #[arg(long, value_name = "DELIM", help = cli::delimiter_help(
+        "How lines end, in what clients send and in the replies; clients must use the same",
+        "crlf; lenient with --chat"))]
+    delimiter: Option<Delimiter>,
 
     /// Longest line accepted, delimiter not counted; a longer one gets
     /// "error: line exceeds N bytes" and the connection is closed
@@ -106,16 +115,20 @@ struct Args {
     /// default (for tests)
     #[arg(long, value_name = "SECS", hide = true, requires = "tls_cert",
           default_value_t = cli::Seconds(server::HANDSHAKE_TIMEOUT),
-          value_parser = handshake_timeout)]
+          value_parser = cli::positive_seconds_up_to(server::HANDSHAKE_TIMEOUT))]
     tls_handshake_timeout: cli::Seconds,
+
+    /// How long a closing connection waits for a client that takes none of
+    /// its replies, at most the default (for tests)
+    #[arg(long, value_name = "SECS", hide = true,
+          default_value_t = cli::Seconds(server::connection::CLOSE_STALL),
+          value_parser = cli::positive_seconds_up_to(server::connection::CLOSE_STALL))]
+    close_stall: cli::Seconds,
 }
 
-/// Parses `--tls-handshake-timeout`: from a millisecond to the default.
-fn handshake_timeout(text: &str) -> Result<cli::Seconds, String> {
-    match cli::seconds_up_to(server::HANDSHAKE_TIMEOUT)(text)? {
-        cli::Seconds(duration) if duration.is_zero() => Err("must not be 0".to_string()),
-        seconds => Ok(seconds),
-    }
+/// Parses `--host`: a digits-only host is a port.
+fn host(text: &str) -> Result<String, String> {
+    chat::address::parse_host(text, |port| format!("chat-server -p {port}"))
 }
 
 /// Parses `--link`: a NATS server address.
@@ -193,7 +206,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     } else {
         Delimiter::crlf()
     };
-    let delimiter = args.lines.delimiter_or(default_delimiter);
+    let delimiter = args.delimiter.unwrap_or(default_delimiter);
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => {
             let files = chat::tls::ServerFiles { cert, key };
@@ -218,10 +231,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             }),
         }),
         tls,
+        close_stall: args.close_stall.0,
     };
     let options = server::ListenOptions {
         reuse_port: args.reuse_port,
         keepalive: (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive.into())),
     };
-    server::serve(&args.host, args.lines.port, options, config).await
+    server::serve(&args.host, args.port, options, config).await
 }

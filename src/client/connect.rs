@@ -14,7 +14,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::Config;
-use crate::cli::host_port;
+use crate::address::host_port;
 
 /// `--tls`, `--tls-ca` and `--tls-server-name`: how the server is checked.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use tokio::net::TcpListener;
 
-use crate::cli::host_port;
+use crate::address::host_port;
 
 /// Pending connections the kernel queues before `accept` (capped by
 /// `net.core.somaxconn`).
@@ -67,7 +67,7 @@ pub async fn bind_all(
     }
     match (listeners.is_empty(), skipped) {
         (true, Some((error, address, host))) => {
-            Err(error).with_context(|| bind_failure(host, address, port))
+            Err(with_hint(error)).with_context(|| bind_failure(host, address, port))
         }
         (true, None) => anyhow::bail!("{}: no address to listen on", hosts.join(", ")),
         (false, _) => Ok(listeners),
@@ -83,12 +83,24 @@ fn bind_failure(host: &str, address: SocketAddr, port: u16) -> String {
     }
 }
 
-/// Adds what to do about a port in use to its error.
+/// Adds what to do to a start-up error that has a usual cause: a port in
+/// use, an address that is not this machine's, a low port without the
+/// right to it.
 fn with_hint(error: io::Error) -> io::Error {
-    if error.kind() != io::ErrorKind::AddrInUse {
-        return error;
-    }
-    let hint = "another program listens there; choose another --port, or --port 0 for a free one";
+    let hint = match error.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            "another program listens there; choose another --port, or --port 0 for a free one"
+        }
+        Some(libc::EADDRNOTAVAIL) => {
+            "that is not an address of this machine; --host 0.0.0.0 (or --host ::) listens on \
+             every interface"
+        }
+        Some(libc::EACCES) => {
+            "ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (sudo setcap \
+             cap_net_bind_service=+ep \"$(command -v chat-server)\"); or choose a --port from 1024"
+        }
+        _ => return error,
+    };
     io::Error::new(error.kind(), format!("{error}: {hint}"))
 }
 

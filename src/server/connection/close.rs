@@ -41,7 +41,8 @@ impl Connection {
     /// too, reading and dropping its input meanwhile: closing a socket with
     /// unread input makes the kernel send a reset, which destroys the
     /// replies it has not delivered yet. Gives up once the client has taken
-    /// no reply for [`CLOSE_STALL`]. At shutdown it does not wait for the
+    /// no reply for the configured stall ([`CLOSE_STALL`] unless a test
+    /// shortens it). At shutdown it does not wait for the
     /// client's close once the client has acknowledged everything, and the
     /// server's grace period ends the wait in any case.
     pub(super) async fn close(&mut self, end: &End) {
@@ -53,8 +54,10 @@ impl Connection {
             outbox,
             stats,
             stop,
+            config,
             ..
         } = self;
+        let stall = config.close_stall;
         let mut input_open = !matches!(end, End::ClientClosed);
         let mut output_open = true;
         let mut sink = Vec::new();
@@ -109,7 +112,7 @@ impl Connection {
                     unacknowledged = now;
                     let delivered = !output_open && unacknowledged == 0;
                     let shutting_down = !matches!(stop.has_changed(), Ok(false));
-                    if last_progress.elapsed() >= CLOSE_STALL || (delivered && shutting_down) {
+                    if last_progress.elapsed() >= stall || (delivered && shutting_down) {
                         return;
                     }
                 }

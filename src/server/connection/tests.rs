@@ -72,6 +72,7 @@ async fn tls_connection() -> (Connection, JoinHandle<usize>, watch::Sender<()>) 
         log_connections: false,
         chat: None,
         tls: None,
+        close_stall: super::CLOSE_STALL,
     };
     let (stop_sender, stop) = watch::channel(());
     let connection = Connection::new(Stream::Tls(Box::new(stream)), Arc::new(config), stop);

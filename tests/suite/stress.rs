@@ -1,12 +1,10 @@
 //! Many connections at once: 9,000 held open together, each answered
 //! byte-exact. Where the open-file limit is lower, as many as it allows.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 

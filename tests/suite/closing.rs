@@ -2,19 +2,26 @@
 //! keeps reading, however slowly and whatever it still sends, and a client
 //! that stops reading cannot hold a close open.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chat::server::SHUTDOWN_GRACE;
-use chat::server::connection::CLOSE_STALL;
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// The close stall the servers here are started with (`--close-stall`):
+/// shorter than the default, so that a close that must outlast it, or end
+/// at it, takes a second, not five.
+const STALL: Duration = Duration::from_secs(1);
+
+/// `--close-stall` and [`STALL`].
+fn stall_flag() -> [String; 2] {
+    ["--close-stall".to_string(), STALL.as_secs_f64().to_string()]
+}
 
 /// How often a throttled reader reads.
 const THROTTLED_TICK: Duration = Duration::from_millis(16);
@@ -90,12 +97,16 @@ async fn connect_small_buffer(address: SocketAddr) -> TcpStream {
 
 #[tokio::test]
 async fn a_slow_reader_that_keeps_sending_after_the_dot_gets_every_reply() {
-    let server = Server::start(&["--quiet"]).await;
-    let lines = numbered_lines("line", 300_000);
+    let [stall, seconds] = stall_flag();
+    let server = Server::start(&["--quiet", &stall, &seconds]).await;
+    // About 2.5 MB of replies: at 1 MB/s, the close lasts more than twice
+    // the stall, and far more than the kernel's buffers hold.
+    let lines = numbered_lines("line", 100_000);
     let mut request = request_of(&lines);
     request.extend_from_slice(b".\r\n");
 
     let (reader, mut writer) = connect_small_buffer(server.address).await.into_split();
+    let started = Instant::now();
     let reading = tokio::spawn(read_throttled(reader, MEGABYTE_A_SECOND));
     writer.write_all(&request).await.unwrap();
     let (stop, sending) = keep_sending(writer);
@@ -103,8 +114,12 @@ async fn a_slow_reader_that_keeps_sending_after_the_dot_gets_every_reply() {
     let received = within("every reply", reading).await.unwrap();
     let _ = stop.send(());
     sending.await.unwrap();
-    assert_eq!(received.len(), replies_to(&lines).len());
-    assert!(received == replies_to(&lines), "the replies differ");
+    let expected = replies_to(&lines);
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "the replies differ");
+    // The reader took longer than the stall to read them all: a server
+    // that gave up at the stall, rather than at a stall of progress, fails.
+    assert!(started.elapsed() > 2 * STALL, "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -164,6 +179,14 @@ async fn at_shutdown_slow_readers_that_keep_sending_get_every_reply_owed() {
     // as answering, and a clean close. One still open when the grace period
     // ended (its reader too slow for it, on a loaded machine) was cut, and
     // the log says so.
+    // The replies to the first N lines are `expected[..reply_ends[N]]`.
+    let expected = replies_to(&lines);
+    let reply_ends: Vec<usize> = std::iter::once(0)
+        .chain(lines.iter().scan(0, |end, line| {
+            *end += reply(line).len();
+            Some(*end)
+        }))
+        .collect();
     let mut closed_cleanly = 0;
     for (local, (bytes, ended)) in received {
         let prefix = format!("{local} closed");
@@ -172,7 +195,7 @@ async fn at_shutdown_slow_readers_that_keep_sending_get_every_reply_owed() {
                 assert!(closed.contains("(server shutting down)"), "{closed}");
                 let answered = log_field(closed, "lines") as usize;
                 assert!(
-                    ended.is_ok() && bytes == replies_to(&lines[..answered]),
+                    ended.is_ok() && bytes[..] == expected[..reply_ends[answered]],
                     "{local}: {} bytes received ({ended:?}), not the replies to the first \
                      {answered} lines",
                     bytes.len()
@@ -196,7 +219,8 @@ async fn at_shutdown_slow_readers_that_keep_sending_get_every_reply_owed() {
 #[tokio::test]
 async fn a_client_that_never_reads_cannot_hold_a_close_open() {
     // One slot: the close must free it for the next connection.
-    let mut server = Server::start(&["--max-connections", "1"]).await;
+    let [stall, seconds] = stall_flag();
+    let mut server = Server::start(&["--max-connections", "1", &stall, &seconds]).await;
     let stream = connect(server.address).await;
     let local = stream.local_addr().unwrap();
     let (_reader, mut writer) = stream.into_split();
@@ -211,7 +235,7 @@ async fn a_client_that_never_reads_cannot_hold_a_close_open() {
         })
         .await;
     assert!(closed.contains("(client sent \".\")"), "{closed}");
-    assert!(started.elapsed() >= CLOSE_STALL, "{:?}", started.elapsed());
+    assert!(started.elapsed() >= STALL, "{:?}", started.elapsed());
     assert_eq!(
         exchange(server.address, b"next\r\n.\r\n").await,
         reply("next").as_bytes()

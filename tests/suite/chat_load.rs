@@ -3,13 +3,11 @@
 //! never reads, a flooder, and a thousand joins. Every loop is bounded in
 //! count, and every wait in time.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::member::Member;
-use common::*;
+use crate::common::member::Member;
+use crate::common::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
 

@@ -1,15 +1,12 @@
 //! `chat-client` through real sockets and pipes: against the real server,
 //! and against stand-in servers written here that misbehave on purpose.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 
 /// A listener for a stand-in server, on a free loopback port.
 async fn stand_in() -> (TcpListener, SocketAddr) {
@@ -291,9 +288,9 @@ async fn a_closed_stdout_ends_it_quietly() {
 /// (through `script`, which copies our `input` to it), and returns what the
 /// terminal showed once the client has exited.
 async fn on_a_terminal(address: SocketAddr, input: &[u8]) -> String {
-    let command = format!("{CLIENT} --host {} --port {}", address.ip(), address.port());
-    let mut terminal = Command::new("script");
-    terminal.args(["--quiet", "--return", "--command", &command, "/dev/null"]);
+    let client = format!("{CLIENT} --host {} --port {}", address.ip(), address.port());
+    let mut terminal = command("script");
+    terminal.args(["--quiet", "--return", "--command", &client, "/dev/null"]);
     let mut child = terminal
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

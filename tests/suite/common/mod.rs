@@ -3,8 +3,6 @@
 //! exit), with a timeout on every wait so a bug fails a test instead of
 //! hanging it.
 
-#![allow(dead_code)] // Each test file uses its own part of this module.
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
@@ -24,6 +22,23 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_chat-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_chat-client");
+
+/// A command for `program` that cannot see the developer's terminal: stdin
+/// null, stdout and stderr piped, killed when dropped. Every program the
+/// tests run starts here (clippy refuses `Command::new` anywhere else): a
+/// child with the terminal as its stdin reads it, or sizes its output by
+/// it (clap wraps `--help` to the terminal's width before it looks at
+/// `COLUMNS`). A test that writes to the child's stdin sets it piped.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    #[allow(clippy::disallowed_methods)] // The one place that may.
+    let mut command = Command::new(program);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
 
 /// Awaits `future`, failing the test if it takes longer than [`WAIT`].
 pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
@@ -53,7 +68,7 @@ impl Server {
     /// `listening on` line.
     pub async fn start(args: &[&str]) -> Server {
         Self::start_command(
-            Command::new(SERVER)
+            command(SERVER)
                 .args(["--host", "127.0.0.1", "--port", "0"])
                 .args(args),
         )
@@ -178,7 +193,7 @@ pub fn log_message(line: &str) -> &str {
 }
 
 pub async fn send_signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
+    let status = command("kill")
         .args(["-s", name, &pid.to_string()])
         .status()
         .await
@@ -240,8 +255,8 @@ pub fn reply(line: &str) -> String {
 
 /// A `chat-client` command for the server at `address`, all pipes set.
 pub fn client(address: SocketAddr, args: &[&str]) -> Command {
-    let mut command = Command::new(CLIENT);
-    command
+    let mut client = command(CLIENT);
+    client
         .args([
             "--host",
             &address.ip().to_string(),
@@ -249,11 +264,8 @@ pub fn client(address: SocketAddr, args: &[&str]) -> Command {
             &address.port().to_string(),
         ])
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+        .stdin(Stdio::piped());
+    client
 }
 
 /// Runs `chat-client` with `input` on stdin (then EOF) and returns what it
@@ -353,7 +365,7 @@ pub async fn assert_refuses_arguments(program: &str, cases: &[&[&str]]) {
     for args in cases {
         let output = within(
             "the program to refuse its arguments",
-            Command::new(program).args(*args).output(),
+            command(program).args(*args).output(),
         )
         .await
         .expect("the program runs");

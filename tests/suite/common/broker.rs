@@ -4,9 +4,9 @@
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::within;
+use super::{command, within};
 
 pub struct Broker {
     child: Child,
@@ -23,7 +23,7 @@ impl Broker {
     /// Starts `nats-server` on `port` (a free one if `None`).
     pub async fn start_on(port: Option<u16>) -> Broker {
         let port_arg = port.map_or("-1".to_string(), |port| port.to_string());
-        let mut child = Command::new("nats-server")
+        let mut child = command("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port_arg])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

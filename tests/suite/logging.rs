@@ -2,15 +2,13 @@
 //! never slows or stops serving; the lines dropped are counted once stderr
 //! is read again.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Lines of the server's stderr, read only when the test asks.
 type Stderr = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
@@ -18,7 +16,7 @@ type Stderr = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
 /// Starts `chat-server` with its stderr a pipe the test reads only up to
 /// the `listening on` line.
 async fn start_with_stderr_unread() -> (Child, Stderr, SocketAddr) {
-    let mut child = Command::new(SERVER)
+    let mut child = command(SERVER)
         .args(["--host", "127.0.0.1", "--port", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -2,13 +2,10 @@
 //! limit, running out of file descriptors, idle connections, and peers that
 //! reset, half-close or say nothing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_slowed_down_not_buffered_for() {
@@ -85,7 +82,7 @@ async fn at_the_connection_limit_new_connections_are_told_and_closed() {
 async fn running_out_of_file_descriptors_does_not_stop_the_server() {
     // Connections beyond what 64 descriptors hold wait in the backlog while
     // every accept fails.
-    let mut server = Server::start_command(Command::new("sh").args([
+    let mut server = Server::start_command(command("sh").args([
         "-c",
         "ulimit -n 64 && exec \"$0\" \"$@\"",
         SERVER,
@@ -160,6 +157,8 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
         "closed after {:?}",
         silent_since.elapsed()
     );
+    // Closed on our side too, as a client does: the server's close is done.
+    drop(stream);
     server
         .wait_for_log("the idle close", |line| {
             line.contains("closed (nothing received for 500ms)")

@@ -1,13 +1,10 @@
 //! `chat-server` through real sockets: the wire protocol, the flags, the
 //! log, and what bad input gets.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 #[tokio::test]
 async fn answers_each_line_and_the_empty_line() {
@@ -197,6 +194,8 @@ async fn logs_a_line_per_connection_opened_and_closed() {
 
     stream.write_all(b"ab\r\ncd\r\n.\r\n").await.unwrap();
     read_to_end(&mut stream).await;
+    // Closed on our side too, as a client does: the server's close is done.
+    drop(stream);
     let closed = server
         .wait_for_log("the closed line", |l| l.contains("closed"))
         .await;
@@ -229,7 +228,7 @@ async fn a_port_in_use_is_a_clear_error() {
     let port = first.address.port().to_string();
     let output = within(
         "the second server to fail",
-        Command::new(SERVER)
+        command(SERVER)
             .args(["--host", "127.0.0.1", "--port", &port])
             .kill_on_drop(true)
             .output(),
@@ -251,7 +250,7 @@ async fn a_port_in_use_is_a_clear_error() {
 async fn reuse_port_lets_two_servers_share_a_port() {
     let first = Server::start(&["--quiet", "--reuse-port"]).await;
     let port = first.address.port().to_string();
-    let second = Server::start_command(Command::new(SERVER).args([
+    let second = Server::start_command(command(SERVER).args([
         "--quiet",
         "--reuse-port",
         "--host",

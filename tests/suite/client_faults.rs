@@ -2,14 +2,12 @@
 //! stdin and stdout, a server that does not answer the connection attempt,
 //! and a server that closes with an error line.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -182,7 +180,7 @@ async fn a_host_that_drops_the_connection_attempt_times_out() {
     );
     let started = Instant::now();
     let output = run_with_input(
-        tokio::process::Command::new("unshare").args([
+        command("unshare").args([
             "--user",
             "--map-root-user",
             "--net",

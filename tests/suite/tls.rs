@@ -3,21 +3,18 @@
 //! plaintext or silent client gets and costs, bad files at start, and
 //! interoperation with Debian's `openssl` (package `openssl`).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::certs::{Certs, path};
+use crate::common::*;
 use chat::protocol::{self, chat as chat_text};
-use common::certs::{Certs, path};
-use common::*;
 use rustls_pki_types::ServerName;
 use tokio::io::{
     AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf, split,
 };
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::Command;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -124,7 +121,7 @@ async fn echo_works_inside_tls_and_closes_with_close_notify() {
     assert_eq!(peer.rest().await, "");
 
     // The host name is checked too, not only the address.
-    let output = Command::new(CLIENT)
+    let output = command(CLIENT)
         .args(["localhost", &server.address.port().to_string()])
         .args(["--tls-ca", &ca])
         .stdin(Stdio::piped())
@@ -341,7 +338,7 @@ async fn bad_files_and_flags_are_refused_at_start() {
         ),
     ];
     for ([cert, key], expected) in cases {
-        let output = Command::new(SERVER)
+        let output = command(SERVER)
             .args(["--port", "0", "--tls-cert", cert, "--tls-key", key])
             .output();
         let output = within("the server to refuse", output).await.unwrap();
@@ -396,7 +393,7 @@ async fn bad_files_and_flags_are_refused_at_start() {
 async fn openssl_s_client_talks_to_the_server() {
     let certs = Certs::make();
     let server = tls_server(&certs, &[]).await;
-    let mut command = Command::new("openssl");
+    let mut command = command("openssl");
     command.args([
         "s_client",
         "-connect",
@@ -417,7 +414,7 @@ async fn openssl_s_client_talks_to_the_server() {
 #[tokio::test]
 async fn the_client_talks_to_openssl_s_server() {
     let certs = Certs::make();
-    let mut s_server = Command::new("openssl")
+    let mut s_server = command("openssl")
         .args([
             "s_server",
             "-accept",

@@ -1,18 +1,15 @@
 //! Where `chat-server` listens and how its sockets are set up: every address
 //! a host resolves to, on one port, and TCP keepalive on every connection.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::*;
 use chat::server::DEFAULT_KEEPALIVE_SECS;
-use common::*;
-use tokio::process::Command;
 
 /// Starts `chat-server --port 0` with `hosts` (each after `--host`) and
 /// `args`, and returns it with every address it says it listens on.
 async fn start_on(hosts: &[&str], args: &[&str]) -> (Server, Vec<SocketAddr>) {
-    let mut command = Command::new(SERVER);
+    let mut command = command(SERVER);
     command.args(["--port", "0", "--quiet"]).args(args);
     for host in hosts {
         command.args(["--host", host]);
@@ -35,7 +32,7 @@ async fn start_on(hosts: &[&str], args: &[&str]) -> (Server, Vec<SocketAddr>) {
 async fn resolve(hosts: &[&str]) -> Vec<std::net::IpAddr> {
     let mut all = Vec::new();
     for host in hosts {
-        let host = chat::cli::host(host).unwrap();
+        let host = chat::address::parse_host(host, |_| String::new()).unwrap();
         for address in tokio::net::lookup_host((host.as_str(), 0)).await.unwrap() {
             if !all.contains(&address.ip()) {
                 all.push(address.ip());

@@ -1,9 +1,7 @@
 //! `chat-server`'s memory per idle connection, guarded: a connection that
 //! waits for input holds no buffer, so thousands of them cost little.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Connections held open at once for the measure.
 const IDLE_CONNECTIONS: usize = 2_000;
@@ -51,12 +49,12 @@ const MAX_BYTES_PER_IDLE_MEMBER: f64 = 3.0 * 1024.0;
 #[tokio::test]
 async fn an_idle_chat_member_costs_at_most_3_kib() {
     let server = Server::start(&["--quiet", "--chat"]).await;
-    let mut warm = common::member::Member::join(server.address).await;
+    let mut warm = crate::common::member::Member::join(server.address).await;
     let before = server.resident_kib();
 
     let mut idle = Vec::with_capacity(IDLE_MEMBERS);
     for _ in 0..IDLE_MEMBERS {
-        idle.push(common::member::Member::join(server.address).await);
+        idle.push(crate::common::member::Member::join(server.address).await);
     }
     // Every join is sent to the first member: once it has them all, the
     // server has written every notice out.

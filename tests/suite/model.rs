@@ -3,15 +3,13 @@
 //! chunks over a real socket must get exactly the replies, and the close,
 //! that the model written here says.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use crate::common::within;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server::{self, Config};
-use common::within;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -119,6 +117,7 @@ fn servers() -> &'static Servers {
                 log_connections: false,
                 chat: None,
                 tls: None,
+                close_stall: chat::server::connection::CLOSE_STALL,
             };
             runtime.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,12 +2,10 @@
 //! connection send the replies it owes, closes them all, and exits 0 within
 //! 5 seconds, even when a client does not read.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use chat::server::SHUTDOWN_GRACE;
-use common::*;
 use tokio::io::AsyncReadExt;
 
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);

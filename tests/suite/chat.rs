@@ -2,12 +2,10 @@
 //! the greeting, every command and error, the notices the others see,
 //! escaping, half-close, the limits and shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::member::Member;
-use common::*;
+use crate::common::member::Member;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]

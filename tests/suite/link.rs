@@ -1,13 +1,11 @@
 //! Linked chat servers through a real NATS broker: each test starts its own
 //! `nats-server` and two or three `chat-server --chat --link` processes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::broker::Broker;
-use common::member::Member;
-use common::*;
+use crate::common::broker::Broker;
+use crate::common::member::Member;
+use crate::common::*;
 use tokio::time::Instant;
 
 async fn linked(broker: &Broker, node: &str, extra: &[&str]) -> Server {
@@ -180,7 +178,7 @@ async fn a_node_name_in_use_is_refused_at_start() {
         .await;
     let output = within(
         "the second server to exit",
-        tokio::process::Command::new(SERVER)
+        command(SERVER)
             .args([
                 "--chat",
                 "--port",
