@@ -25,9 +25,10 @@ use rustls_pki_types::ServerName;
 #[derive(Parser, Debug)]
 #[command(name = "chat-client", version, after_help = EXAMPLES)]
 struct Args {
-    /// The server's host name or IP address, as with nc and telnet (the same
-    /// as --host); or HOST:PORT, [IPV6]:PORT, as with redis-cli and in URLs
-    #[arg(value_name = "HOST", value_parser = host_and_port, conflicts_with = "host")]
+    // The help as an attribute: rustdoc would read `[IPV6]` as a link.
+    #[arg(value_name = "HOST", value_parser = host_and_port, conflicts_with = "host",
+          help = "The server's host name or IP address, as with nc and telnet (the same as \
+                  --host); or HOST:PORT, [IPV6]:PORT, as with redis-cli and in URLs")]
     host_argument: Option<HostAndPort>,
 
     /// The server's TCP port (the same as --port)
