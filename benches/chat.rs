@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chat::chat as chat_mode;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
-use chat::server::{self, Config, chat as chat_mode};
+use chat::server::{self, Config};
 use support::{ChildServer, SERVE, client_runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};

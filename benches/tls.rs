@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chat::chat as chat_mode;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
-use chat::server::{self, Config, chat as chat_mode};
+use chat::server::{self, Config};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, split};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,13 +1,14 @@
-//! The echo server: binds, accepts connections up to the limit, survives
-//! accept errors, and shuts down gracefully. Opening the listening sockets
-//! is in [`bind`]; one connection's transport is in [`connection`], and
-//! what it answers in `echo`.
+//! The listener: binds, accepts connections up to the limit, survives
+//! accept errors, and shuts down gracefully, in whichever mode it serves.
+//! Opening the listening sockets is in [`bind`]; one connection's
+//! transport is in [`connection`]; what a connection is served with, from
+//! accept to close, in `session` (the modes themselves are
+//! `crate::echo` and [`crate::chat`]); the TLS handshake in `handshake`.
 
 pub mod bind;
-pub mod chat;
 pub mod connection;
-mod echo;
 mod handshake;
+pub(crate) mod session;
 
 use std::future::Future;
 use std::io;
@@ -19,14 +20,17 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{error, info, warn};
 
+use crate::chat::Chat;
+use crate::echo::Echo;
 use crate::framing::LineFormat;
 pub use bind::{ListenOptions, bind_all};
 use connection::Stream;
 pub use handshake::{HANDSHAKE_TIMEOUT, Tls};
+use session::Session;
 
 /// The asyncio `StreamReader` default, so the reference's clients fit.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
@@ -59,7 +63,7 @@ pub struct Config {
     /// Logs a line on stderr when a connection opens and when it closes.
     pub log_connections: bool,
     /// Chat mode's settings; echo mode without them.
-    pub chat: Option<chat::Settings>,
+    pub chat: Option<crate::chat::Settings>,
     /// `--tls-cert` and `--tls-key`: every connection speaks TLS.
     pub tls: Option<Tls>,
     /// A closing connection gives up once the client has taken no reply
@@ -113,18 +117,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let hub = config.chat.as_ref().map(|settings| {
-        Arc::new(chat::Hub::new(
-            settings.clone(),
-            config.format.written_delimiter(),
-        ))
-    });
-    if let Some(hub) = &hub
-        && let Some(link) = &hub.settings().link
-    {
-        let link = chat::link::start(Arc::clone(hub), link.clone()).await?;
-        hub.set_link(link);
+    match &config.chat {
+        None => serve_with(Echo, listeners, config, shutdown).await,
+        Some(settings) => {
+            let chat = Chat::start(settings, config.format.written_delimiter()).await?;
+            serve_with(chat, listeners, config, shutdown).await;
+        }
     }
+    Ok(())
+}
+
+/// The accept loop, in `session`'s mode: accepts until `shutdown`, then
+/// drains.
+async fn serve_with<S: Session>(
+    session: S,
+    listeners: Vec<TcpListener>,
+    config: Arc<Config>,
+    shutdown: impl Future<Output = ()>,
+) {
     // A connection holds a slot for its whole life; none left means full.
     let slots = Arc::new(Semaphore::new(config.max_connections));
     // Dropping the sender tells every connection to stop reading.
@@ -135,7 +145,6 @@ pub async fn run(
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     let mut first_listener = 0;
     tokio::pin!(shutdown);
-
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -143,25 +152,9 @@ pub async fn run(
             accepted = accept_any(&listeners, &mut first_listener) => match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
-                    // What the connection's task is given.
-                    let (given, stopped) = (Arc::clone(&config), stop.clone());
-                    let tasks = &mut connections;
-                    match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(slot) => match &hub {
-                            None => spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
-                                connection::serve_echo(stream, peer, slot, given, stopped)
-                            }),
-                            Some(hub) => {
-                                let hub = Arc::clone(hub);
-                                spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
-                                    connection::serve_chat(stream, peer, slot, given, hub, stopped)
-                                });
-                            }
-                        },
-                        Err(_) => spawn_served(tasks, &config, stream, peer, &stop, move |stream| {
-                            connection::refuse(stream, peer, given, stopped)
-                        }),
-                    };
+                    let slot = Arc::clone(&slots).try_acquire_owned().ok();
+                    let accepted = Accepted { stream, peer, config: &config, stop: &stop };
+                    accepted.spawn(&mut connections, &session, slot);
                 }
                 Err(error) => {
                     error!("accepting a connection failed: {error}; retrying in {backoff:?}");
@@ -174,12 +167,15 @@ pub async fn run(
             },
         }
     }
-
     drop(listeners);
     drop(stop_connections);
-    if let Some(hub) = &hub {
-        hub.shut_down();
-    }
+    session.shut_down();
+    drain(connections).await;
+}
+
+/// Waits for every connection to close, for up to [`SHUTDOWN_GRACE`];
+/// then drops those still open.
+async fn drain(mut connections: JoinSet<()>) {
     let waiting = async {
         while let Some(finished) = connections.join_next().await {
             report_panic(finished);
@@ -195,33 +191,60 @@ pub async fn run(
         warn!("closing {open} {noun} still open after {SHUTDOWN_GRACE:?}");
         connections.shutdown().await;
     }
-    Ok(())
 }
 
-/// Spawns the task of a connection just accepted, which `serve` makes from
-/// its stream: right away, or with TLS once the handshake is done.
-fn spawn_served<F>(
-    connections: &mut JoinSet<()>,
-    config: &Arc<Config>,
+/// A connection just accepted, and what its task is given.
+struct Accepted<'a> {
     stream: TcpStream,
     peer: SocketAddr,
-    stop: &watch::Receiver<()>,
-    serve: impl FnOnce(Stream) -> F + Send + 'static,
-) where
-    F: Future<Output = ()> + Send + 'static,
-{
-    match &config.tls {
-        // Made before it is spawned: the task holds the connection alone.
-        None => connections.spawn(serve(Stream::Tcp(stream))),
-        Some(tls) => connections.spawn(handshake::then_serve(
-            tls.clone(),
-            stream,
-            peer,
-            Arc::clone(config),
-            stop.clone(),
-            serve,
-        )),
-    };
+    config: &'a Arc<Config>,
+    stop: &'a watch::Receiver<()>,
+}
+
+impl Accepted<'_> {
+    /// Spawns its task: the session with `slot`, or the refusal without.
+    fn spawn<S: Session>(
+        self,
+        connections: &mut JoinSet<()>,
+        session: &S,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let (peer, config, stop) = (self.peer, Arc::clone(self.config), self.stop.clone());
+        match slot {
+            Some(slot) => {
+                let session = session.clone();
+                self.spawn_served(connections, move |stream| {
+                    session::serve(session, stream, peer, slot, config, stop)
+                });
+            }
+            None => self.spawn_served(connections, move |stream| {
+                session::refuse(stream, peer, config, stop)
+            }),
+        }
+    }
+
+    /// Spawns the task that `serve` makes from the stream: right away, or
+    /// with TLS once the handshake is done.
+    fn spawn_served<F>(
+        self,
+        connections: &mut JoinSet<()>,
+        serve: impl FnOnce(Stream) -> F + Send + 'static,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match &self.config.tls {
+            // Made before it is spawned: the task holds the connection alone.
+            None => connections.spawn(serve(Stream::Tcp(self.stream))),
+            Some(tls) => connections.spawn(handshake::then_serve(
+                tls.clone(),
+                self.stream,
+                self.peer,
+                Arc::clone(self.config),
+                self.stop.clone(),
+                serve,
+            )),
+        };
+    }
 }
 
 /// The next connection on any of `listeners`. Each call starts looking one

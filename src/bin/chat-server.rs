@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat::chat as chat_mode;
 use chat::cli;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
 use chat::server;
-use chat::server::chat as chat_mode;
 use clap::Parser;
 
 /// A line-based TCP server. With --chat, a chat server: nicks, rooms and
@@ -225,7 +225,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             room: args.room,
             sendq: args.sendq,
             max_rate: (args.max_rate > 0).then_some(args.max_rate),
-            link: args.link.map(|url| chat_mode::link::LinkSettings {
+            link: args.link.map(|url| chat::link::LinkSettings {
                 url,
                 node: args.node.unwrap_or_else(default_node),
             }),

@@ -42,74 +42,115 @@ impl Exchange<'_> {
         } = self;
         // Received and not yet handed to the printer.
         let mut received = BytesMut::new();
-        let mut server_closed = false;
-        // A failure to read ends the connection. A failure to send only
-        // ends sending: reading goes on, and usually tells the cause.
-        let mut failed: Option<anyhow::Error> = None;
-        let mut send_failed: Option<anyhow::Error> = None;
-        let mut unsent = Bytes::new();
-        // With TLS, what is written may wait in records until flushed.
-        let mut unflushed = false;
-        let mut stdin_open = true;
-        // stdin has ended and the sending side is not shut yet.
-        let mut closing = false;
-        let mut stdin_error = None;
-        loop {
-            let connected = !server_closed && failed.is_none();
-            if !connected && received.is_empty() {
-                break;
-            }
-            let sending = connected && send_failed.is_none();
-            let step = if !unsent.is_empty() {
-                Some(Step::Write)
-            } else if closing {
-                Some(Step::Shut)
-            } else if unflushed {
-                Some(Step::Flush)
-            } else {
-                None
-            };
+        let mut state = State::default();
+        while state.connected() || !received.is_empty() {
+            let (connected, sending, step) = (state.connected(), state.sending(), state.step());
             tokio::select! {
                 // Only once the last bytes are handed over: the printer sets the pace.
                 ended = read_available(&mut from_server, &mut received), if received.is_empty() && connected => {
-                    match ended {
-                        Some(Ok(())) => server_closed = true,
-                        Some(Err(error)) => failed = Some(read_failure(error).context(format!("reading from {server}"))),
-                        None => {}
-                    }
+                    state.on_read(ended, server);
                 }
                 permit = printer.reserve(), if !received.is_empty() => match permit {
                     Ok(permit) => permit.send(received.split()),
                     Err(_) => return Ok(()),
                 },
                 () = printer.closed() => return Ok(()),
-                sent = send(&mut to_server, &unsent, step), if sending && step.is_some() => match sent {
-                    Ok(Sent::Written(count)) => {
-                        unsent.advance(count);
-                        unflushed = true;
-                    }
-                    Ok(Sent::Flushed) => unflushed = false,
-                    Ok(Sent::Shut) => closing = false,
-                    Err(error) => {
-                        closing = false;
-                        let what = match step {
-                            Some(Step::Shut) => "closing the sending side to",
-                            _ => "sending to",
-                        };
-                        send_failed = Some(anyhow!(error).context(format!("{what} {server}")));
-                    }
-                },
-                batch = lines.recv(), if stdin_open && unsent.is_empty() && sending => match batch {
-                    Some(Ok(batch)) => unsent = batch,
-                    end => {
-                        stdin_open = false;
-                        closing = true;
-                        stdin_error = end.and_then(Result::err);
-                    }
-                },
+                sent = send(&mut to_server, &state.unsent, step), if sending && step.is_some() => {
+                    state.on_sent(sent, step, server);
+                }
+                batch = lines.recv(), if !state.stdin_ended && state.unsent.is_empty() && sending => {
+                    state.on_stdin(batch);
+                }
             }
         }
-        match failed.or(send_failed).or(stdin_error) {
+        state.outcome()
+    }
+}
+
+/// Where an exchange stands: what is left to send, and how each side has
+/// ended so far.
+#[derive(Default)]
+struct State {
+    server_closed: bool,
+    /// A failure to read ends the connection. A failure to send only ends
+    /// sending: reading goes on, and usually tells the cause.
+    failed: Option<anyhow::Error>,
+    send_failed: Option<anyhow::Error>,
+    /// A batch of stdin lines, or what of it is not written yet.
+    unsent: Bytes,
+    /// With TLS, what is written may wait in records until flushed.
+    unflushed: bool,
+    /// stdin has ended, and the sending side is not shut yet.
+    closing: bool,
+    stdin_ended: bool,
+    stdin_error: Option<anyhow::Error>,
+}
+
+impl State {
+    fn connected(&self) -> bool {
+        !self.server_closed && self.failed.is_none()
+    }
+
+    fn sending(&self) -> bool {
+        self.connected() && self.send_failed.is_none()
+    }
+
+    /// What the sending side does next, if anything.
+    fn step(&self) -> Option<Step> {
+        if !self.unsent.is_empty() {
+            Some(Step::Write)
+        } else if self.closing {
+            Some(Step::Shut)
+        } else if self.unflushed {
+            Some(Step::Flush)
+        } else {
+            None
+        }
+    }
+
+    fn on_read(&mut self, ended: Option<io::Result<()>>, server: &str) {
+        match ended {
+            Some(Ok(())) => self.server_closed = true,
+            Some(Err(error)) => {
+                self.failed = Some(read_failure(error).context(format!("reading from {server}")));
+            }
+            None => {}
+        }
+    }
+
+    fn on_sent(&mut self, sent: io::Result<Sent>, step: Option<Step>, server: &str) {
+        match sent {
+            Ok(Sent::Written(count)) => {
+                self.unsent.advance(count);
+                self.unflushed = true;
+            }
+            Ok(Sent::Flushed) => self.unflushed = false,
+            Ok(Sent::Shut) => self.closing = false,
+            Err(error) => {
+                self.closing = false;
+                let what = match step {
+                    Some(Step::Shut) => "closing the sending side to",
+                    _ => "sending to",
+                };
+                self.send_failed = Some(anyhow!(error).context(format!("{what} {server}")));
+            }
+        }
+    }
+
+    fn on_stdin(&mut self, batch: Option<anyhow::Result<Bytes>>) {
+        match batch {
+            Some(Ok(batch)) => self.unsent = batch,
+            end => {
+                self.stdin_ended = true;
+                self.closing = true;
+                self.stdin_error = end.and_then(Result::err);
+            }
+        }
+    }
+
+    /// The first error, on the socket, in sending, or on stdin.
+    fn outcome(self) -> anyhow::Result<()> {
+        match self.failed.or(self.send_failed).or(self.stdin_error) {
             Some(error) => Err(error),
             None => Ok(()),
         }

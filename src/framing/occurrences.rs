@@ -8,7 +8,7 @@
 const BLOCK: usize = 64;
 
 /// The positions of `byte` in a buffer, in order, from a given offset.
-pub(super) struct Occurrences<'h> {
+pub struct Occurrences<'h> {
     haystack: &'h [u8],
     byte: u8,
     /// Where the block `mask` describes starts in `haystack`.
@@ -20,7 +20,7 @@ pub(super) struct Occurrences<'h> {
 impl<'h> Occurrences<'h> {
     /// The positions of `byte` in `haystack`, from `from` on.
     #[inline(always)]
-    pub(super) fn new(haystack: &'h [u8], byte: u8, from: usize) -> Self {
+    pub fn new(haystack: &'h [u8], byte: u8, from: usize) -> Self {
         let rest = haystack.get(from..).unwrap_or_default();
         Self {
             haystack,

@@ -1,8 +1,9 @@
 //! One client connection's transport: reading and cutting lines, the
 //! outbox and its flush, the idle timer, the close, and the counts the log
-//! line reports. It ends on end of input, a line over the limit, idle
-//! timeout, server shutdown, or whatever the policy (`echo` or `chat`)
-//! decides, after sending every reply it owes.
+//! line reports. It knows no mode: a session (`super::session`) drives it,
+//! and it ends on end of input, a line over the limit, idle timeout,
+//! server shutdown, or whatever the session decides, after sending every
+//! reply it owes.
 
 mod close;
 mod queued;
@@ -11,9 +12,7 @@ mod stream;
 mod tests;
 
 use std::fmt;
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,15 +20,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-use tracing::info;
 
-use super::chat::Hub;
-use super::{Config, chat, echo};
+use super::Config;
 use crate::framing::{LineSplitter, LineTooLong};
-use crate::protocol;
 pub use close::CLOSE_STALL;
 pub(crate) use queued::{SendQueue, Wake};
 pub(crate) use stream::Stream;
@@ -46,111 +41,9 @@ const OUTBOX_HIGH_WATER: usize = 128 * 1024;
 /// Room reserved past [`OUTBOX_HIGH_WATER`] for the line that crosses it.
 const OUTBOX_HEADROOM: usize = 4 * 1024;
 
-/// Serves one connection in echo mode: see [`serve`].
-pub(crate) fn serve_echo(
-    stream: Stream,
-    peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
-    config: Arc<Config>,
-    stop: watch::Receiver<()>,
-) -> impl Future<Output = ()> + use<> {
-    // Not an `async fn`: that would be a future around the future, holding
-    // the arguments twice.
-    serve(stream, peer, slot, config, stop, echo::answer_lines)
-}
-
-/// Serves one connection as a member of the chat `hub`: see [`serve`].
-pub(crate) fn serve_chat(
-    stream: Stream,
-    peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
-    config: Arc<Config>,
-    hub: Arc<Hub>,
-    stop: watch::Receiver<()>,
-) -> impl Future<Output = ()> + use<> {
-    let take_part =
-        async move |connection: &mut Connection| chat::take_part(connection, &hub).await;
-    serve(stream, peer, slot, config, stop, take_part)
-}
-
-/// Serves one connection from its first byte to its close with `policy`,
-/// holding `slot` until the connection is closed. Generic, so each mode's
-/// task holds only its own state: an idle connection's memory is mostly
-/// its task.
-fn serve(
-    stream: Stream,
-    peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
-    config: Arc<Config>,
-    stop: watch::Receiver<()>,
-    policy: impl AsyncFnOnce(&mut Connection) -> End,
-) -> impl Future<Output = ()> {
-    let logging = config.log_connections;
-    if logging {
-        info!("{peer} connected");
-    }
-    // Made before the task starts, so the task holds the connection alone,
-    // not also the parts it is made of.
-    let mut connection = Connection::new(stream, config, stop);
-    async move {
-        let end = policy(&mut connection).await;
-        let hint = connection.delimiter_hint();
-        connection.close(&end).await;
-        // Freed before the log line says the connection is closed, so
-        // whoever waits for that line can count on the slot.
-        drop(slot);
-        if logging {
-            info!("{peer} closed ({end}): {}{hint}", connection.stats);
-        }
-    }
-}
-
-/// Tells a connection over the limit that the server is full, and closes it.
-pub(crate) async fn refuse(
-    stream: Stream,
-    peer: SocketAddr,
-    config: Arc<Config>,
-    stop: watch::Receiver<()>,
-) {
-    let max_connections = config.max_connections;
-    if config.log_connections {
-        info!("{peer} refused: server full ({max_connections} connections open)");
-    }
-    let message = protocol::server_full(max_connections);
-    tell_and_close(stream, config, stop, &message, End::ServerFull).await;
-}
-
-/// Tells a client that sent plain text to a server with TLS that it needs
-/// TLS, in plain text, and closes the connection.
-pub(crate) async fn refuse_plaintext(
-    stream: TcpStream,
-    peer: SocketAddr,
-    config: Arc<Config>,
-    stop: watch::Receiver<()>,
-) {
-    if config.log_connections {
-        info!("{peer} refused: not TLS (it sent plain text)");
-    }
-    let (message, end) = (protocol::TLS_REQUIRED, End::NotTls);
-    tell_and_close(Stream::Tcp(stream), config, stop, message, end).await;
-}
-
-/// Sends `line` and closes the connection as `end` says.
-async fn tell_and_close(
-    stream: Stream,
-    config: Arc<Config>,
-    stop: watch::Receiver<()>,
-    line: &str,
-    end: End,
-) {
-    let mut connection = Connection::new(stream, config, stop);
-    connection.queue_line(&[line.as_bytes()]);
-    connection.close(&end).await;
-}
-
 /// Why a connection ended; said in the log line when it closes.
 #[derive(Debug)]
-pub(super) enum End {
+pub(crate) enum End {
     /// The client sent `.`.
     Quit,
     /// The client shut down its sending side (or closed).
@@ -161,7 +54,8 @@ pub(super) enum End {
     /// Replies were owed but the client read none for the idle timeout.
     NotReading(Duration),
     ShuttingDown,
-    ServerFull,
+    /// Refused: `--max-connections` (this many) are open.
+    ServerFull(usize),
     /// The server has TLS and the client sent plain text.
     NotTls,
     /// A chat member let more than `sendq` bytes wait for it.
@@ -181,7 +75,7 @@ impl fmt::Display for End {
             End::Idle(timeout) => write!(f, "nothing received for {timeout:?}"),
             End::NotReading(timeout) => write!(f, "client read nothing for {timeout:?}"),
             End::ShuttingDown => write!(f, "server shutting down"),
-            End::ServerFull => write!(f, "server full"),
+            End::ServerFull(_) => write!(f, "server full"),
             End::NotTls => write!(f, "not TLS"),
             End::TooSlow { sendq } => write!(f, "too slow: more than {sendq} bytes unread"),
             End::Failed(error) => write!(f, "{error}"),
@@ -191,7 +85,7 @@ impl fmt::Display for End {
 
 /// Counts for the log line at close.
 #[derive(Debug)]
-struct Stats {
+pub(crate) struct Stats {
     opened: Instant,
     lines: u64,
     bytes_in: u64,
@@ -217,13 +111,13 @@ impl fmt::Display for Stats {
 /// The transport of one connection: the socket, the lines received, the
 /// bytes to send, the idle timer, the close, and the counts for the log.
 /// What to answer is the policy's (`echo`).
-pub(super) struct Connection {
+pub(crate) struct Connection {
     stream: Stream,
     /// Received bytes, cut into lines.
-    pub(super) lines: LineSplitter,
+    pub(crate) lines: LineSplitter,
     /// Bytes to send, not yet written; unallocated while waiting for input.
-    pub(super) outbox: BytesMut,
-    pub(super) config: Arc<Config>,
+    pub(crate) outbox: BytesMut,
+    pub(crate) config: Arc<Config>,
     /// Changes (or closes) when the server shuts down.
     stop: watch::Receiver<()>,
     /// Only with an idle timeout.
@@ -257,7 +151,7 @@ async fn idle_expiry(timer: &mut Option<IdleTimer>) -> Duration {
 }
 
 impl Connection {
-    fn new(stream: Stream, config: Arc<Config>, stop: watch::Receiver<()>) -> Self {
+    pub(crate) fn new(stream: Stream, config: Arc<Config>, stop: watch::Receiver<()>) -> Self {
         stream.set_nodelay();
         Self {
             stream,
@@ -281,7 +175,7 @@ impl Connection {
 
     /// For the close log: a client that sent LF line ends but never the
     /// delimiter (`nc` without `-C`, say) is told how to be understood.
-    fn delimiter_hint(&self) -> &'static str {
+    pub(crate) fn delimiter_hint(&self) -> &'static str {
         let sent_only_lf = self.stats.lines == 0
             && self.config.format.line_end() != b"\n"
             && memchr::memchr(b'\n', self.lines.buffered()).is_some();
@@ -293,12 +187,17 @@ impl Connection {
         }
     }
 
+    /// The counts so far, for the close log line.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// Reserves room in the outbox for the replies to everything buffered
     /// (twice its size covers lines of 10 bytes and more), up to the
     /// high-water mark and a reply past it, so it rarely has to grow and
     /// copy mid-batch. Reclaims the room already written out, if enough.
     #[inline]
-    pub(super) fn prepare_outbox(&mut self) {
+    pub(crate) fn prepare_outbox(&mut self) {
         if self.outbox.is_empty() {
             let estimate = 2 * self.lines.buffered().len();
             self.outbox
@@ -308,18 +207,18 @@ impl Connection {
 
     /// Whether `outbox` may take more before it must be flushed.
     #[inline]
-    pub(super) fn outbox_has_room(outbox: &BytesMut) -> bool {
+    pub(crate) fn outbox_has_room(outbox: &BytesMut) -> bool {
         outbox.len() < OUTBOX_HIGH_WATER
     }
 
     /// Counts lines answered, for the close log.
     #[inline]
-    pub(super) fn count_lines(&mut self, answered: u64) {
+    pub(crate) fn count_lines(&mut self, answered: u64) {
         self.stats.lines += answered;
     }
 
     /// Queues one line made of `parts`, followed by the delimiter.
-    pub(super) fn queue_line(&mut self, parts: &[&[u8]]) {
+    pub(crate) fn queue_line(&mut self, parts: &[&[u8]]) {
         for part in parts {
             self.outbox.extend_from_slice(part);
         }
@@ -330,7 +229,7 @@ impl Connection {
     /// Writes everything in the outbox, usually in one write (with TLS,
     /// then sends the records it made). With an idle timeout, a client that
     /// takes none of it for that long ends the connection.
-    pub(super) async fn flush(&mut self) -> Result<(), End> {
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
         let Self {
             stream,
             outbox,
@@ -369,7 +268,7 @@ impl Connection {
     /// Waits for more bytes from the client and appends them to `lines`.
     /// Holds no buffer while it waits: buffers are freed when there is
     /// nothing to read, and reserved again once there is.
-    pub(super) async fn receive(&mut self) -> Result<(), End> {
+    pub(crate) async fn receive(&mut self) -> Result<(), End> {
         debug_assert!(
             self.outbox.is_empty(),
             "the outbox is flushed before reading"
@@ -398,11 +297,7 @@ impl Connection {
         let received = tokio::select! {
             biased;
             _ = stop.changed() => return Err(End::ShuttingDown),
-            timeout = idle_expiry(idle_timer) => {
-                let message = protocol::idle(timeout);
-                self.queue_line(&[message.as_bytes()]);
-                return Err(End::Idle(timeout));
-            }
+            timeout = idle_expiry(idle_timer) => return Err(End::Idle(timeout)),
             received = read => received,
         };
         match received {

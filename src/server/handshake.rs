@@ -15,8 +15,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tracing::info;
 
-use super::Config;
-use super::connection::{self, Stream};
+use super::connection::Stream;
+use super::{Config, session};
 
 /// The first byte of every TLS handshake: the record type "handshake".
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -68,7 +68,7 @@ pub(super) async fn then_serve<F: Future<Output = ()>>(
         opened = opening => match opened {
             Ok(Opened::Tls(stream)) => return serve(Stream::Tls(stream)).await,
             Ok(Opened::Plaintext(stream)) => {
-                return connection::refuse_plaintext(stream, peer, config, stop).await;
+                return session::refuse_plaintext(stream, peer, config, stop).await;
             }
             Ok(Opened::Failed(failure)) => failure,
             Err(_) => format!("not done within {:?}", tls.timeout),

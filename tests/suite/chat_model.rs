@@ -9,9 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat::chat as chat_mode;
 use chat::delimiter::Delimiter;
 use chat::framing::LineFormat;
-use chat::server::{self, Config, chat as chat_mode};
+use chat::server::{self, Config};
 use proptest::prelude::*;
 use tokio::net::TcpListener;
 

@@ -45,7 +45,7 @@ impl Connection {
     /// shortens it). At shutdown it does not wait for the
     /// client's close once the client has acknowledged everything, and the
     /// server's grace period ends the wait in any case.
-    pub(super) async fn close(&mut self, end: &End) {
+    pub(crate) async fn close(&mut self, end: &End) {
         if matches!(end, End::Failed(_) | End::NotReading(_)) {
             return;
         }

@@ -11,14 +11,20 @@
 //! (every server answers with its own part), `chat.node.NODE` (private
 //! messages, and the check that a node name is free).
 //!
-//! The task is in `task`, the questions to every server in `ask`, and what
-//! goes over the wire in `wire`.
+//! The link is a leaf: it knows nothing of members, mailboxes or what
+//! members are sent. The chat reaches it through the handle [`Link`], and
+//! it reaches the chat through one narrow [`Port`] the chat implements;
+//! answers to questions asked of every server go back through the
+//! callback the question came with.
+//!
+//! The task is in `task`, the questions to every server in `ask`, and the
+//! encoding and decoding of what goes over the wire in `wire`.
 
 mod ask;
+mod room;
 mod task;
 mod wire;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -29,10 +35,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::Hub;
-use super::mailbox::Mailbox;
 use task::Task;
-use wire::{KIND, NODE_SUBJECT, ROOMS_SUBJECT, SYNC_SUBJECT, WHO_SUBJECT};
+use wire::{KIND, NODE_SUBJECT, SYNC_SUBJECT};
 
 /// Events waiting for the broker; past this, new ones are dropped (and
 /// counted) rather than waited for.
@@ -87,32 +91,81 @@ pub enum Event {
     },
 }
 
-/// What the hub asks of the link, in order, never dropped.
-#[derive(Debug)]
+/// A member of another server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteNick {
+    pub nick: String,
+    pub node: String,
+}
+
+/// Something that happened in a room on another server, as it arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub from: RemoteNick,
+    pub what: RemoteEvent,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteEvent {
+    /// A chat line, as its raw bytes.
+    Said(Bytes),
+    /// A `/me`, as its raw bytes.
+    Action(Bytes),
+    Joined,
+    Left {
+        why: Option<String>,
+    },
+    /// `from` is the new nick.
+    Renamed {
+        old: String,
+    },
+}
+
+/// What the link needs of the chat: where what other servers say goes,
+/// and what this server answers to their questions.
+pub trait Port: Send + Sync + 'static {
+    /// Events from other servers in `room`, in the order they arrived
+    /// (each once), for the room's local members: together, as one batch.
+    fn deliver_remote(&self, room: &str, events: &[Remote]);
+    /// A private message from another server for the local member `to`;
+    /// the member's nick as shown, or `None` if there is no such member.
+    fn deliver_private(&self, to: &str, from: &RemoteNick, text: &[u8]) -> Option<Arc<str>>;
+    /// The local members of `room`, sorted.
+    fn local_names(&self, room: &str) -> Vec<String>;
+    /// The local rooms and how many members each has here.
+    fn local_rooms(&self) -> Vec<(String, usize)>;
+    /// The link to the other servers was lost (`up` is false) or is back:
+    /// the members of `rooms` are to be told.
+    fn link_changed(&self, rooms: &[Arc<str>], up: bool);
+}
+
+/// Where the answer to a question asked of every server goes, once.
+pub type Answer<T> = Box<dyn FnOnce(T) + Send>;
+
+/// What the chat asks of the link, in order, never dropped.
 enum Control {
     /// The room has local members now, or has none any more.
     Subscribe(Arc<str>),
     Unsubscribe(Arc<str>),
+    /// `/who`: the other servers' members of the room.
     Who {
         room: Arc<str>,
-        local: Vec<String>,
-        to: Arc<Mailbox>,
+        answer: Answer<Vec<RemoteNick>>,
     },
+    /// `/rooms`: the other servers' rooms, with their members added up.
     Rooms {
-        local: Vec<(String, usize)>,
-        to: Arc<Mailbox>,
+        answer: Answer<Vec<(String, usize)>>,
     },
+    /// `/msg NICK@NODE`: the receiver's nick as shown, or `None`.
     Message {
         from: Arc<str>,
-        nick: String,
-        node: String,
+        to: RemoteNick,
         text: Bytes,
-        to: Arc<Mailbox>,
+        answer: Answer<Option<String>>,
     },
 }
 
-/// The hub's handle on the link.
-#[derive(Debug)]
+/// The chat's handle on the link.
 pub struct Link {
     node: Arc<str>,
     events: mpsc::Sender<Event>,
@@ -145,63 +198,49 @@ impl Link {
         let _ = self.control.send(Control::Unsubscribe(room));
     }
 
-    /// `/who`: `local` names and every other server's, to `to`.
-    pub fn who(&self, room: Arc<str>, local: Vec<String>, to: Arc<Mailbox>) {
-        let _ = self.control.send(Control::Who { room, local, to });
+    /// `/who`: every other server's members of `room`, within a second.
+    pub fn who(&self, room: Arc<str>, answer: Answer<Vec<RemoteNick>>) {
+        let _ = self.control.send(Control::Who { room, answer });
     }
 
-    /// `/rooms`: `local` rooms and every other server's, to `to`.
-    pub fn rooms(&self, local: Vec<(String, usize)>, to: Arc<Mailbox>) {
-        let _ = self.control.send(Control::Rooms { local, to });
+    /// `/rooms`: every other server's rooms, within a second.
+    pub fn rooms(&self, answer: Answer<Vec<(String, usize)>>) {
+        let _ = self.control.send(Control::Rooms { answer });
     }
 
-    /// `/msg NICK@NODE TEXT` for another server.
-    pub fn message(&self, from: Arc<str>, nick: &str, node: &str, text: &[u8], to: Arc<Mailbox>) {
+    /// `/msg NICK@NODE TEXT` for another server: the receiver's nick as
+    /// that server shows it, or `None` if it has no such member.
+    pub fn message(
+        &self,
+        from: Arc<str>,
+        to: RemoteNick,
+        text: &[u8],
+        answer: Answer<Option<String>>,
+    ) {
         let _ = self.control.send(Control::Message {
             from,
-            nick: nick.to_string(),
-            node: node.to_string(),
-            text: Bytes::copy_from_slice(text),
             to,
+            text: Bytes::copy_from_slice(text),
+            answer,
         });
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
 /// Connects to the broker (waiting for the first attempt, up to
 /// `START_WAIT`; if it is not there, the link is made in the background
 /// once it is), checks that the node name is free, and starts the link's
-/// task.
-pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {
-    let (nats_events, mut nats_event_rx) = mpsc::unbounded_channel();
-    let client = ConnectOptions::new()
-        .no_echo()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(|_| RECONNECT_DELAY)
-        .event_callback(move |event| {
-            let nats_events = nats_events.clone();
-            async move {
-                let _ = nats_events.send(event);
-            }
-        })
-        .connect(settings.url.as_str())
-        .await
-        .with_context(|| format!("linking through {}", settings.url))?;
-    // The first attempt's outcome: connected, or failed (the client goes
-    // on trying in the background).
-    let first_attempt = async {
-        while let Some(event) = nats_event_rx.recv().await {
-            match event {
-                async_nats::Event::Connected => return true,
-                async_nats::Event::ClientError(_) => return false,
-                _ => {}
-            }
-        }
-        false
-    };
-    let connected = tokio::time::timeout(START_WAIT, first_attempt)
-        .await
-        .unwrap_or(false);
+/// task, which reaches the chat through `port`.
+pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {
+    let (client, mut nats_events) = connect(&settings.url).await?;
+    let connected = first_attempt(&mut nats_events).await;
     let node: Arc<str> = settings.node.as_str().into();
     if connected && node_in_use(&client, &node).await {
         bail!(
@@ -211,14 +250,7 @@ pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<
     }
     // Made before the server is said to be linked, so another server
     // started after that line finds this one.
-    let node_subject = format!("{NODE_SUBJECT}{node}");
-    let subscribed = async {
-        let node = client.subscribe(node_subject).await?;
-        let who = client.subscribe(WHO_SUBJECT).await?;
-        let rooms = client.subscribe(ROOMS_SUBJECT).await?;
-        anyhow::Ok(task::Subscriptions { node, who, rooms })
-    };
-    let subscriptions = subscribed
+    let subscriptions = task::Subscriptions::make(&client, &node)
         .await
         .with_context(|| format!("subscribing on the link {}", settings.url))?;
     if connected {
@@ -239,20 +271,50 @@ pub async fn start(hub: Arc<Hub>, settings: LinkSettings) -> anyhow::Result<Arc<
         connected: AtomicBool::new(connected),
         dropped: AtomicU64::new(0),
     });
-    let task = Task {
-        hub,
-        link: Arc::clone(&link),
-        client,
-        url: settings.url,
-        epoch: epoch(),
-        sequence: 0,
-        checked: connected,
-        rooms: HashMap::new(),
-        spanning: Arc::default(),
-        told_lost: HashSet::new(),
-    };
-    tokio::spawn(task.run(subscriptions, event_rx, control_rx, nats_event_rx));
+    let task = Task::new(port, Arc::clone(&link), client, settings.url, connected);
+    tokio::spawn(task.run(subscriptions, event_rx, control_rx, nats_events));
     Ok(link)
+}
+
+/// A NATS client for `url` that retries for ever, and the events it
+/// reports (connected, disconnected, errors).
+async fn connect(
+    url: &str,
+) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<async_nats::Event>)> {
+    let (nats_events, nats_event_rx) = mpsc::unbounded_channel();
+    let client = ConnectOptions::new()
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|_| RECONNECT_DELAY)
+        .event_callback(move |event| {
+            let nats_events = nats_events.clone();
+            async move {
+                let _ = nats_events.send(event);
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("linking through {url}"))?;
+    Ok((client, nats_event_rx))
+}
+
+/// The first attempt's outcome, within [`START_WAIT`]: connected, or
+/// failed (the client goes on trying in the background).
+async fn first_attempt(nats_events: &mut mpsc::UnboundedReceiver<async_nats::Event>) -> bool {
+    let outcome = async {
+        while let Some(event) = nats_events.recv().await {
+            match event {
+                async_nats::Event::Connected => return true,
+                async_nats::Event::ClientError(_) => return false,
+                _ => {}
+            }
+        }
+        false
+    };
+    tokio::time::timeout(START_WAIT, outcome)
+        .await
+        .unwrap_or(false)
 }
 
 /// Returns once the broker has handled everything `client` sent before

@@ -13,10 +13,20 @@ mod linked;
 
 use super::Settings;
 use super::escape::{escape_into, escaped};
-use super::link::{Event, Link};
 use super::mailbox::Mailbox;
 use super::names;
+use crate::link::{Event, Link, RemoteNick};
 use crate::protocol::chat as text;
+
+/// `lines`, each followed by `delimiter`, as one shareable buffer.
+fn lines_with<S: AsRef<str>>(delimiter: &[u8], lines: &[S]) -> Bytes {
+    let mut out = BytesMut::new();
+    for line in lines {
+        out.extend_from_slice(line.as_ref().as_bytes());
+        out.extend_from_slice(delimiter);
+    }
+    out.freeze()
+}
 
 /// A member, for as long as it is connected; never reused.
 pub type MemberId = u64;
@@ -102,12 +112,7 @@ impl Hub {
 
     /// `lines`, each followed by the delimiter, as one shareable buffer.
     pub fn lines<S: AsRef<str>>(&self, lines: &[S]) -> Bytes {
-        let mut out = BytesMut::new();
-        for line in lines {
-            out.extend_from_slice(line.as_ref().as_bytes());
-            out.extend_from_slice(&self.delimiter);
-        }
-        out.freeze()
+        lines_with(&self.delimiter, lines)
     }
 
     /// A new member: gives it a guest nick, puts it in the default room and
@@ -248,7 +253,8 @@ impl Hub {
         let names = state.sorted_names(&member.room, usize::MAX);
         if let Some(link) = self.link() {
             let names = names.into_iter().map(str::to_string).collect();
-            link.who(Arc::clone(&member.room), names, Arc::clone(&member.mailbox));
+            let answer = self.who_across(Arc::clone(&member.room), names, &member.mailbox);
+            link.who(Arc::clone(&member.room), answer);
             return;
         }
         let lines = text::who(&member.room, names.iter().copied(), names.len());
@@ -268,7 +274,7 @@ impl Hub {
             let local = rooms
                 .map(|(name, count)| (name.to_string(), count))
                 .collect();
-            link.rooms(local, Arc::clone(&member.mailbox));
+            link.rooms(self.rooms_across(local, &member.mailbox));
             return;
         }
         state.send_to(id, self.lines(&text::rooms(rooms)));
@@ -286,9 +292,12 @@ impl Hub {
         {
             let (nick, node) = (&to[..at], &to[at + 1..]);
             if node != link.node().as_bytes() {
-                let (nick, node) = (String::from_utf8_lossy(nick), String::from_utf8_lossy(node));
-                let from = Arc::clone(&sender.nick.shown);
-                link.message(from, &nick, &node, message, Arc::clone(&sender.mailbox));
+                let to = RemoteNick {
+                    nick: String::from_utf8_lossy(nick).into_owned(),
+                    node: String::from_utf8_lossy(node).into_owned(),
+                };
+                let answer = self.message_across(to.clone(), message, &sender.mailbox);
+                link.message(Arc::clone(&sender.nick.shown), to, message, answer);
                 return;
             }
             to = nick;

@@ -1,15 +1,29 @@
 //! The echo policy: every line is answered with `You sent: LINE`, and `.`
 //! ends the connection. The transport it answers through is
-//! [`super::connection`].
+//! `server::connection`, and the session that hands it each connection
+//! `server::session`.
 
 use std::ops::ControlFlow;
 
-use super::connection::{Connection, End};
-use crate::protocol::{self, QUIT_LINE, REPLY_PREFIX};
+use crate::protocol::{QUIT_LINE, REPLY_PREFIX};
+use crate::server::connection::{Connection, End};
+use crate::server::session::{Mode, Session};
+
+/// Echo mode, as a session: it holds nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Echo;
+
+impl Session for Echo {
+    const MODE: Mode = Mode::Echo;
+
+    fn run(&self, connection: &mut Connection) -> impl Future<Output = End> + Send {
+        answer_lines(connection)
+    }
+}
 
 /// Answers lines until the connection has to end, and says why. Replies
 /// owed at that point are still in the outbox, for the close.
-pub(super) async fn answer_lines(connection: &mut Connection) -> End {
+async fn answer_lines(connection: &mut Connection) -> End {
     loop {
         let all_answered = match answer_buffered(connection) {
             Ok(all_answered) => all_answered,
@@ -67,10 +81,6 @@ fn answer_buffered(connection: &mut Connection) -> Result<bool, End> {
         Ok(ControlFlow::Continue(())) => Ok(true),
         Ok(ControlFlow::Break(None)) => Ok(false),
         Ok(ControlFlow::Break(Some(end))) => Err(end),
-        Err(too_long) => {
-            let message = protocol::line_too_long(too_long.max_line_bytes);
-            connection.queue_line(&[message.as_bytes()]);
-            Err(End::LineTooLong(too_long))
-        }
+        Err(too_long) => Err(End::LineTooLong(too_long)),
     }
 }

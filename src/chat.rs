@@ -7,7 +7,6 @@
 mod command;
 mod escape;
 mod hub;
-pub mod link;
 mod mailbox;
 pub mod names;
 mod rate;
@@ -20,8 +19,10 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::time::Sleep;
 
-use super::connection::{Connection, End, SendQueue, Wake};
-use crate::protocol::{self, chat as text};
+use crate::link;
+use crate::protocol::chat as text;
+use crate::server::connection::{Connection, End, SendQueue, Wake};
+use crate::server::session::{Mode, Session};
 use command::Input;
 pub use hub::Hub;
 use hub::MemberId;
@@ -62,10 +63,41 @@ impl Default for Settings {
     }
 }
 
+/// Chat mode, as a session: the hub every member's task shares.
+#[derive(Clone)]
+pub(crate) struct Chat {
+    hub: Arc<Hub>,
+}
+
+impl Chat {
+    /// The chat's hub, linked to the other servers when `--link` says so
+    /// (which waits for the broker's first answer, or a little while).
+    pub(crate) async fn start(settings: &Settings, delimiter: &[u8]) -> anyhow::Result<Chat> {
+        let hub = Arc::new(Hub::new(settings.clone(), delimiter));
+        if let Some(link) = &settings.link {
+            let port: Arc<dyn link::Port> = Arc::clone(&hub) as _;
+            hub.set_link(link::start(port, link.clone()).await?);
+        }
+        Ok(Chat { hub })
+    }
+}
+
+impl Session for Chat {
+    const MODE: Mode = Mode::Chat;
+
+    fn run(&self, connection: &mut Connection) -> impl Future<Output = End> + Send {
+        take_part(connection, &self.hub)
+    }
+
+    fn shut_down(&self) {
+        self.hub.shut_down();
+    }
+}
+
 /// Makes the connection a member of the chat until it leaves, and says why
 /// it did. What it is still owed is in the connection's outbox, for the
 /// close.
-pub(super) async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
+async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
     let mailbox = Arc::new(Mailbox::new(hub.settings().sendq));
     let (id, nick) = hub.arrive(Arc::clone(&mailbox));
     let mut member = Member {
@@ -283,22 +315,17 @@ impl Member<'_> {
             End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
             End::TooSlow { .. } => text::LEFT_TOO_SLOW,
             End::Failed(_) => text::LEFT_CONNECTION_LOST,
-            End::ClientClosed | End::ShuttingDown | End::ServerFull | End::NotTls => return None,
+            End::ClientClosed | End::ShuttingDown | End::ServerFull(_) | End::NotTls => {
+                return None;
+            }
         };
         Some(why.to_string())
     }
 
-    /// Puts what the member is still owed, and the line that says why it is
-    /// closed, in the connection's outbox for the close. A member too slow
-    /// gets only the end of a part already started, then the error line.
+    /// Puts what the member is still owed in the connection's outbox for
+    /// the close (the line that says why comes after it, from the session).
+    /// A member too slow gets only the end of a part already started.
     fn hand_over(&mut self, connection: &mut Connection, end: &End) {
-        let last_line = match end {
-            End::LineTooLong(too_long) => Some(protocol::line_too_long(too_long.max_line_bytes)),
-            End::Idle(timeout) => Some(protocol::idle(*timeout)),
-            End::TooSlow { sendq } => Some(text::too_slow(*sendq)),
-            End::ShuttingDown => Some(text::SHUTTING_DOWN.to_string()),
-            _ => None,
-        };
         if matches!(end, End::TooSlow { .. }) {
             self.queue.keep_only_started();
         } else {
@@ -306,8 +333,5 @@ impl Member<'_> {
             self.mailbox.take_rest(self.queue.parts());
         }
         self.queue.move_into(&mut connection.outbox);
-        if let Some(line) = last_line {
-            connection.queue_line(&[line.as_bytes()]);
-        }
     }
 }

@@ -1,50 +1,85 @@
-//! The link's task: owns the NATS client, publishes what the hub hands it,
+//! The link's task: owns the NATS client, publishes what the chat hands it,
 //! subscribes to the rooms that have local members, answers the other
-//! servers' questions, and tells members when the link goes and comes back.
+//! servers' questions, and tells the chat when the link goes and comes
+//! back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use async_nats::{Client, HeaderMap, Message, Subscriber};
-use bytes::Bytes;
+use async_nats::{Client, Message, Subscriber};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::wire::{self, KIND, NICK, NODE, ROOM, ROOM_SUBJECT, TO, deliver_room, next};
-use super::{Control, Event, Link, ask, node_in_use, round_trip};
-use crate::protocol::chat as text;
-use crate::server::chat::Hub;
+use super::wire::{self, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
+use super::{Control, Event, Link, Port, ask, epoch, node_in_use, room, round_trip};
 
 /// What every server listens on, besides rooms: its node's subject,
 /// `/who` and `/rooms`.
 pub(super) struct Subscriptions {
-    pub(super) node: Subscriber,
-    pub(super) who: Subscriber,
-    pub(super) rooms: Subscriber,
+    node: Subscriber,
+    who: Subscriber,
+    rooms: Subscriber,
 }
+
+impl Subscriptions {
+    pub(super) async fn make(client: &Client, node: &str) -> anyhow::Result<Subscriptions> {
+        Ok(Subscriptions {
+            node: client.subscribe(format!("{NODE_SUBJECT}{node}")).await?,
+            who: client.subscribe(WHO_SUBJECT).await?,
+            rooms: client.subscribe(ROOMS_SUBJECT).await?,
+        })
+    }
+}
+
+/// Rooms known to have members on other servers: found by the rooms'
+/// deliveries and by `/who`, read when the link is lost.
+pub(super) type Spanning = Arc<Mutex<HashSet<Arc<str>>>>;
 
 /// The link's task: owns the client, publishes, subscribes, answers.
 pub(super) struct Task {
-    pub(super) hub: Arc<Hub>,
-    pub(super) link: Arc<Link>,
-    pub(super) client: Client,
-    pub(super) url: String,
-    pub(super) epoch: String,
-    pub(super) sequence: u64,
+    port: Arc<dyn Port>,
+    link: Arc<Link>,
+    client: Client,
+    url: String,
+    epoch: String,
+    sequence: u64,
     /// The node name has been checked against the link.
-    pub(super) checked: bool,
+    checked: bool,
     /// Rooms with local members, and the task delivering each one's
     /// subscription.
-    pub(super) rooms: HashMap<Arc<str>, JoinHandle<()>>,
-    /// Rooms known to have members on other servers.
-    pub(super) spanning: Arc<Mutex<HashSet<Arc<str>>>>,
+    rooms: HashMap<Arc<str>, JoinHandle<()>>,
+    spanning: Spanning,
     /// Rooms told the link was lost, to be told it is back.
-    pub(super) told_lost: HashSet<Arc<str>>,
+    told_lost: HashSet<Arc<str>>,
 }
 
 impl Task {
+    /// The task of `link`, for a client already connected or not; `checked`
+    /// when its node name is known to be free.
+    pub(super) fn new(
+        port: Arc<dyn Port>,
+        link: Arc<Link>,
+        client: Client,
+        url: String,
+        checked: bool,
+    ) -> Self {
+        Self {
+            port,
+            link,
+            client,
+            url,
+            epoch: epoch(),
+            sequence: 0,
+            checked,
+            rooms: HashMap::new(),
+            spanning: Arc::default(),
+            told_lost: HashSet::new(),
+        }
+    }
+
     pub(super) async fn run(
         mut self,
         subscriptions: Subscriptions,
@@ -69,9 +104,9 @@ impl Task {
                 }
                 Some(request) = control.recv() => self.on_control(request).await,
                 Some(event) = events.recv() => self.publish(event).await,
-                Some(message) = next(&mut node) => self.on_node_message(message).await,
-                Some(message) = next(&mut who) => self.answer_who(message).await,
-                Some(message) = next(&mut rooms) => self.answer_rooms(message).await,
+                Some(message) = node.next() => self.on_node_message(message).await,
+                Some(message) = who.next() => self.answer_who(message).await,
+                Some(message) = rooms.next() => self.answer_rooms(message).await,
             }
         }
     }
@@ -104,25 +139,24 @@ impl Task {
                         "link: {dropped} lines and notices did not reach the other servers while the link was down"
                     );
                 }
-                let restored = self.hub.lines(&[text::LINK_RESTORED]);
-                for room in self.told_lost.drain() {
-                    self.hub.deliver_to_room(&room, &restored);
-                }
+                let rooms: Vec<Arc<str>> = self.told_lost.drain().collect();
+                self.port.link_changed(&rooms, true);
             }
             async_nats::Event::Disconnected => {
                 self.link.connected.store(false, Ordering::Relaxed);
                 warn!("link to {} lost; retrying", self.url);
-                let lost = self.hub.lines(&[text::LINK_LOST]);
                 let spanning: Vec<Arc<str>> = self
                     .spanning
                     .lock()
                     .map(|rooms| rooms.iter().cloned().collect())
                     .unwrap_or_default();
-                for room in spanning {
-                    if self.rooms.contains_key(&room) && self.told_lost.insert(Arc::clone(&room)) {
-                        self.hub.deliver_to_room(&room, &lost);
-                    }
-                }
+                let newly_lost: Vec<Arc<str>> = spanning
+                    .into_iter()
+                    .filter(|room| {
+                        self.rooms.contains_key(room) && self.told_lost.insert(Arc::clone(room))
+                    })
+                    .collect();
+                self.port.link_changed(&newly_lost, false);
             }
             other => info!("link: {other}"),
         }
@@ -149,13 +183,12 @@ impl Task {
                 if self.rooms.contains_key(&room) {
                     return;
                 }
-                let Ok(subscriber) = self.client.subscribe(format!("{ROOM_SUBJECT}{room}")).await
-                else {
+                let Ok(subscriber) = self.client.subscribe(wire::room_subject(&room)).await else {
                     warn!("link: subscribing to #{room} failed");
                     return;
                 };
-                let delivery = deliver_room(
-                    Arc::clone(&self.hub),
+                let delivery = room::deliver(
+                    Arc::clone(&self.port),
                     Arc::clone(&room),
                     subscriber,
                     Arc::clone(&self.spanning),
@@ -170,21 +203,20 @@ impl Task {
                     spanning.remove(&room);
                 }
             }
-            Control::Who { room, local, to } => {
-                let asking = ask::who(self.asker(), room, local, to, Arc::clone(&self.spanning));
+            Control::Who { room, answer } => {
+                let asking = ask::who(self.asker(), room, Arc::clone(&self.spanning), answer);
                 tokio::spawn(asking);
             }
-            Control::Rooms { local, to } => {
-                tokio::spawn(ask::rooms(self.asker(), local, to));
+            Control::Rooms { answer } => {
+                tokio::spawn(ask::rooms(self.asker(), answer));
             }
             Control::Message {
                 from,
-                nick,
-                node,
-                text: message,
                 to,
+                text,
+                answer,
             } => {
-                tokio::spawn(ask::message(self.asker(), from, nick, node, message, to));
+                tokio::spawn(ask::message(self.asker(), from, to, text, answer));
             }
         }
     }
@@ -193,7 +225,6 @@ impl Task {
     fn asker(&self) -> ask::Asker {
         ask::Asker {
             client: self.client.clone(),
-            hub: Arc::clone(&self.hub),
             node: Arc::clone(&self.link.node),
             connected: self.link.connected.load(Ordering::Relaxed),
         }
@@ -201,45 +232,33 @@ impl Task {
 
     /// A private message for one of this server's members, or a ping.
     async fn on_node_message(&self, message: Message) {
-        let Some(reply) = message.reply else {
+        let Some(reply) = message.reply.clone() else {
             return;
         };
-        let headers = message.headers.unwrap_or_default();
-        let header = |name: &str| headers.get(name).map(|value| value.as_str().to_string());
-        let answer = match header(KIND).as_deref() {
-            Some("msg") => {
-                let (Some(to), Some(from), Some(node)) = (header(TO), header(NICK), header(NODE))
-                else {
-                    return;
-                };
-                let from = format!("{from}@{node}");
-                self.hub
-                    .deliver_private(&to, &from, &message.payload)
-                    .map(|shown| Bytes::from(shown.to_string()))
-                    .unwrap_or_default()
-            }
-            _ => Bytes::from_static(b"pong"),
+        let answer = match wire::decode_private(&message) {
+            wire::ToNode::Ping => wire::PONG.into(),
+            wire::ToNode::Private { to, from } => self
+                .port
+                .deliver_private(&to, &from, &message.payload)
+                .map(|shown| shown.to_string().into())
+                .unwrap_or_default(),
+            wire::ToNode::Malformed => return,
         };
         let _ = self.client.publish(reply, answer).await;
     }
 
     /// `/who` from another server: this server's members of the room.
     async fn answer_who(&self, message: Message) {
-        let Some(reply) = message.reply else {
+        let Some(reply) = message.reply.clone() else {
             return;
         };
-        let room = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(ROOM))
-            .map(|room| room.as_str().to_string());
-        let names = room
-            .map(|room| self.hub.local_names(&room))
+        let names = wire::asked_room(&message)
+            .map(|room| self.port.local_names(&room))
             .unwrap_or_default();
         if names.is_empty() {
             return;
         }
-        self.reply(reply, names.join("\n").into()).await;
+        self.reply(reply, wire::encode_names(&names)).await;
     }
 
     /// `/rooms` from another server: this server's rooms and counts.
@@ -247,17 +266,13 @@ impl Task {
         let Some(reply) = message.reply else {
             return;
         };
-        let rooms = self.hub.local_rooms();
-        let answer: Vec<String> = rooms
-            .iter()
-            .map(|(name, count)| format!("{name} {count}"))
-            .collect();
-        self.reply(reply, answer.join("\n").into()).await;
+        let rooms = self.port.local_rooms();
+        self.reply(reply, wire::encode_rooms(&rooms)).await;
     }
 
-    async fn reply(&self, to: async_nats::Subject, payload: Bytes) {
-        let mut headers = HeaderMap::new();
-        headers.insert(NODE, &*self.link.node);
+    /// An answer to another server's question, saying which node it is.
+    async fn reply(&self, to: async_nats::Subject, payload: bytes::Bytes) {
+        let headers = wire::answer_headers(&self.link.node);
         let _ = self.client.publish_with_headers(to, headers, payload).await;
     }
 }

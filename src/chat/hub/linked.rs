@@ -1,0 +1,205 @@
+//! The hub's side of the link to other servers (`--link`): the [`Port`]
+//! through which the link delivers what other servers say and asks what
+//! this server has, and the answers to questions asked of every server,
+//! made into lines for the member who asked. Everything that arrives from
+//! another server is escaped here, as for a local member's lines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::super::escape::{escape_into, escaped};
+use super::super::mailbox::Mailbox;
+use super::super::names;
+use super::{Hub, MemberId, lines_with};
+use crate::link::{Answer, Event, Link, Port, Remote, RemoteEvent, RemoteNick};
+use crate::protocol::chat as text;
+
+impl Hub {
+    /// Links this chat to others; rooms that already have members are
+    /// subscribed to.
+    pub fn set_link(&self, link: Arc<Link>) {
+        let state = self.lock();
+        for room in state.rooms.keys() {
+            link.subscribe(Arc::clone(room));
+        }
+        let _ = self.link.set(link);
+    }
+
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.get()
+    }
+
+    /// Sends one of the member's chat lines (or, if `action`, its `/me`)
+    /// to the other servers, as its raw bytes.
+    pub fn relay(&self, id: MemberId, text: &[u8], action: bool) {
+        let Some(link) = self.link() else {
+            return;
+        };
+        let (room, nick) = {
+            let state = self.lock();
+            let Some(member) = state.members.get(&id) else {
+                return;
+            };
+            (Arc::clone(&member.room), Arc::clone(&member.nick.shown))
+        };
+        let text = Bytes::copy_from_slice(text);
+        link.publish(match action {
+            false => Event::Said { room, nick, text },
+            true => Event::Action { room, nick, text },
+        });
+    }
+
+    /// The answer to `/who` in `room` across servers: `local` names and the
+    /// others' as `NICK@NODE`, sorted, to `to`.
+    pub(super) fn who_across(
+        &self,
+        room: Arc<str>,
+        local: Vec<String>,
+        to: &Arc<Mailbox>,
+    ) -> Answer<Vec<RemoteNick>> {
+        let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        Box::new(move |remote| {
+            let mut names = local;
+            names.extend(
+                remote
+                    .iter()
+                    .map(|member| escaped(shown(member).as_bytes())),
+            );
+            names.sort_by_key(|name| name.to_ascii_lowercase());
+            let lines = text::who(&room, names.iter().map(String::as_str), names.len());
+            to.push(lines_with(&delimiter, &lines));
+        })
+    }
+
+    /// The answer to `/rooms` across servers: `local` rooms and the others',
+    /// members added up, to `to`.
+    pub(super) fn rooms_across(
+        &self,
+        local: Vec<(String, usize)>,
+        to: &Arc<Mailbox>,
+    ) -> Answer<Vec<(String, usize)>> {
+        let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        Box::new(move |remote| {
+            let mut rooms: BTreeMap<String, usize> = local.into_iter().collect();
+            for (name, count) in remote {
+                *rooms.entry(escaped(name.as_bytes())).or_default() += count;
+            }
+            let lines = text::rooms(rooms.iter().map(|(name, count)| (name.as_str(), *count)));
+            to.push(lines_with(&delimiter, &lines));
+        })
+    }
+
+    /// The answer to `/msg NICK@NODE TEXT` for another server: the copy
+    /// the sender sees, or that there is no such nick, to `to`.
+    pub(super) fn message_across(
+        &self,
+        asked: RemoteNick,
+        message: &[u8],
+        to: &Arc<Mailbox>,
+    ) -> Answer<Option<String>> {
+        let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        let message = Bytes::copy_from_slice(message);
+        Box::new(move |shown_nick| {
+            let line = match shown_nick {
+                Some(nick) => {
+                    let receiver = RemoteNick { nick, ..asked };
+                    let mut copy = BytesMut::new();
+                    text::private_sent_prefix(&mut copy, &escaped(shown(&receiver).as_bytes()));
+                    escape_into(&mut copy, &message);
+                    copy.extend_from_slice(&delimiter);
+                    copy.freeze()
+                }
+                None => {
+                    let error = text::no_such_nick(&escaped(shown(&asked).as_bytes()));
+                    lines_with(&delimiter, &[error])
+                }
+            };
+            to.push(line);
+        })
+    }
+
+    /// Appends the line `event` from another server stands for to `batch`.
+    fn add_remote_line(&self, batch: &mut BytesMut, event: &Remote) {
+        let who = escaped(shown(&event.from).as_bytes());
+        match &event.what {
+            RemoteEvent::Said(said) => {
+                text::said_prefix(batch, &who);
+                escape_into(batch, said);
+            }
+            RemoteEvent::Action(action) => {
+                text::action_prefix(batch, &who);
+                escape_into(batch, action);
+            }
+            RemoteEvent::Joined => batch.extend_from_slice(text::joined(&who).as_bytes()),
+            RemoteEvent::Left { why } => {
+                let why = why.as_ref().map(|why| escaped(why.as_bytes()));
+                batch.extend_from_slice(text::left(&who, why.as_deref()).as_bytes());
+            }
+            RemoteEvent::Renamed { old } => {
+                let old = RemoteNick {
+                    nick: old.clone(),
+                    node: event.from.node.clone(),
+                };
+                let old = escaped(shown(&old).as_bytes());
+                batch.extend_from_slice(text::renamed(&old, &who).as_bytes());
+            }
+        }
+        batch.extend_from_slice(&self.delimiter);
+    }
+}
+
+impl Port for Hub {
+    fn deliver_remote(&self, room: &str, events: &[Remote]) {
+        let mut batch = BytesMut::new();
+        for event in events {
+            self.add_remote_line(&mut batch, event);
+        }
+        self.lock().send_to_room(room, None, &batch.freeze());
+    }
+
+    fn deliver_private(&self, to: &str, from: &RemoteNick, message: &[u8]) -> Option<Arc<str>> {
+        let state = self.lock();
+        let id = state.nicks.get(names::fold(to).as_ref())?;
+        let receiver = state.members.get(id)?;
+        let mut private = BytesMut::new();
+        text::private_prefix(&mut private, &escaped(shown(from).as_bytes()));
+        escape_into(&mut private, message);
+        private.extend_from_slice(&self.delimiter);
+        receiver.mailbox.push(private.freeze());
+        Some(Arc::clone(&receiver.nick.shown))
+    }
+
+    fn local_names(&self, room: &str) -> Vec<String> {
+        let state = self.lock();
+        let names = state.sorted_names(room, usize::MAX);
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    fn local_rooms(&self) -> Vec<(String, usize)> {
+        let state = self.lock();
+        let rooms = state.rooms.iter();
+        rooms
+            .map(|(name, room)| (name.to_string(), room.members.len()))
+            .collect()
+    }
+
+    fn link_changed(&self, rooms: &[Arc<str>], up: bool) {
+        let notice = if up {
+            text::LINK_RESTORED
+        } else {
+            text::LINK_LOST
+        };
+        let lines = self.lines(&[notice]);
+        let state = self.lock();
+        for room in rooms {
+            state.send_to_room(room, None, &lines);
+        }
+    }
+}
+
+/// A member of another server as members see it: `NICK@NODE`.
+fn shown(member: &RemoteNick) -> String {
+    format!("{}@{}", member.nick, member.node)
+}
