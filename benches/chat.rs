@@ -99,7 +99,7 @@ async fn serve(listener: TcpListener, kind: Kind) {
                     ..chat_mode::Settings::default()
                 }),
                 tls: None,
-                close_stall: chat::server::connection::CLOSE_STALL,
+                close_stall: chat::server::CLOSE_STALL,
             };
             server::run(vec![listener], config, std::future::pending())
                 .await

@@ -10,6 +10,7 @@ mod hub;
 mod mailbox;
 pub mod names;
 mod rate;
+mod settings;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,47 +22,19 @@ use tokio::time::Sleep;
 
 use crate::link;
 use crate::protocol::chat as text;
-use crate::server::connection::{Connection, End, SendQueue, Wake};
+use crate::server::connection::queued::{SendQueue, Wake};
+use crate::server::connection::{Connection, End};
 use crate::server::session::{Mode, Session};
 use command::Input;
 pub use hub::Hub;
 use hub::MemberId;
 use mailbox::{Closing, Mailbox};
 use rate::TokenBucket;
+pub use settings::{DEFAULT_MAX_RATE, DEFAULT_ROOM, DEFAULT_SENDQ, Settings};
 
-pub const DEFAULT_ROOM: &str = "lobby";
-/// `--sendq`: what may wait for a member before it is cut as too slow.
-pub const DEFAULT_SENDQ: usize = 256 * 1024;
-/// `--max-rate`: lines a second a member may send, in bursts of as many.
-pub const DEFAULT_MAX_RATE: u32 = 20;
 /// A member's consecutive lines are sent to the room in batches of about
 /// this many bytes: one buffer shared by every member, one write each.
 const BATCH_BYTES: usize = 32 * 1024;
-
-/// How chat mode is run.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Where members start (a valid room name, folded).
-    pub room: String,
-    /// Bytes that may wait for a member before it is cut.
-    pub sendq: usize,
-    /// Lines a second a member may send; `None` for no limit.
-    pub max_rate: Option<u32>,
-    /// `--link` and `--node`: other servers to be one chat with.
-    pub link: Option<link::LinkSettings>,
-}
-
-/// Every default, as `chat-server --chat` runs without the chat flags.
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            room: DEFAULT_ROOM.to_string(),
-            sendq: DEFAULT_SENDQ,
-            max_rate: Some(DEFAULT_MAX_RATE),
-            link: None,
-        }
-    }
-}
 
 /// Chat mode, as a session: the hub every member's task shares.
 #[derive(Clone)]

@@ -8,6 +8,7 @@
 //! (`client/exchange.rs`), plain or TLS (`client/connect.rs`).
 
 mod blocking_io;
+mod config;
 mod connect;
 mod exchange;
 mod stdin;
@@ -18,42 +19,14 @@ use std::io::{self, IsTerminal};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::address::host_port;
-use crate::framing::LineFormat;
-pub use connect::Tls;
+pub use config::{Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LINE_BYTES, Tls};
 use exchange::Exchange;
-
-/// Longest reply line the client buffers before giving up.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
-/// How long a connection attempt may take: a server behind a firewall that
-/// drops it is an error after this, not after the kernel's two minutes.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The most bytes read from the socket before they are handed to the
-/// printer; all that is available, up to this, goes in one chunk. Large,
-/// so a stream of replies costs few reads and few hand-overs.
-pub const READ_CHUNK: usize = 256 * 1024;
-
-/// Bytes asked of stdin per read.
-pub const STDIN_READ_CHUNK: usize = 64 * 1024;
-
-/// Where to connect, and how lines are cut: the delimiter both ways, the
-/// line limit for replies and for stdin lines alike.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub host: String,
-    pub port: u16,
-    pub format: Arc<LineFormat>,
-    /// For connecting and, with TLS, for the handshake; `None` leaves the
-    /// limit to the kernel.
-    pub connect_timeout: Option<Duration>,
-    /// `--tls`: speak TLS, and check the server as this says.
-    pub tls: Option<Tls>,
-}
+pub use exchange::READ_CHUNK;
+pub use stdin::STDIN_READ_CHUNK;
 
 /// Runs the client as the `chat-client` command does, on the process's
 /// stdin and stdout.

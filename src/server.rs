@@ -6,6 +6,7 @@
 //! `crate::echo` and [`crate::chat`]); the TLS handshake in `handshake`.
 
 pub mod bind;
+mod config;
 pub mod connection;
 mod handshake;
 pub(crate) mod session;
@@ -26,10 +27,9 @@ use tracing::{error, info, warn};
 
 use crate::chat::Chat;
 use crate::echo::Echo;
-use crate::framing::LineFormat;
 pub use bind::{ListenOptions, bind_all};
+pub use config::{CLOSE_STALL, Config, HANDSHAKE_TIMEOUT, Tls};
 use connection::Stream;
-pub use handshake::{HANDSHAKE_TIMEOUT, Tls};
 use session::Session;
 
 /// The asyncio `StreamReader` default, so the reference's clients fit.
@@ -49,27 +49,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// costs a log line a second rather than a busy core.
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_LAST: Duration = Duration::from_secs(1);
-
-/// What every connection is served with.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// The delimiter and the line limit.
-    pub format: Arc<LineFormat>,
-    /// Connections served at once; further ones are told the server is full.
-    pub max_connections: usize,
-    /// Closes a connection after this long without a byte from the client
-    /// (or, while replies are owed, without the client reading one).
-    pub idle_timeout: Option<Duration>,
-    /// Logs a line on stderr when a connection opens and when it closes.
-    pub log_connections: bool,
-    /// Chat mode's settings; echo mode without them.
-    pub chat: Option<crate::chat::Settings>,
-    /// `--tls-cert` and `--tls-key`: every connection speaks TLS.
-    pub tls: Option<Tls>,
-    /// A closing connection gives up once the client has taken no reply
-    /// for this long: [`connection::CLOSE_STALL`], shorter only in tests.
-    pub close_stall: Duration,
-}
 
 /// Runs the server as the `chat-server` command does: binds every address
 /// of `hosts`, says `listening on ADDR` for each, and serves until SIGINT,

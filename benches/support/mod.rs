@@ -50,7 +50,7 @@ pub fn server_config() -> Config {
         log_connections: false,
         chat: None,
         tls: None,
-        close_stall: chat::server::connection::CLOSE_STALL,
+        close_stall: chat::server::CLOSE_STALL,
     }
 }
 

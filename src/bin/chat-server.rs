@@ -121,8 +121,8 @@ struct Args {
     /// How long a closing connection waits for a client that takes none of
     /// its replies, at most the default (for tests)
     #[arg(long, value_name = "SECS", hide = true,
-          default_value_t = cli::Seconds(server::connection::CLOSE_STALL),
-          value_parser = cli::positive_seconds_up_to(server::connection::CLOSE_STALL))]
+          default_value_t = cli::Seconds(server::CLOSE_STALL),
+          value_parser = cli::positive_seconds_up_to(server::CLOSE_STALL))]
     close_stall: cli::Seconds,
 }
 

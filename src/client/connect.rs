@@ -7,24 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::ClientConfig;
 
-use super::Config;
+use super::config::{Config, Tls};
 use crate::address::host_port;
-
-/// `--tls`, `--tls-ca` and `--tls-server-name`: how the server is checked.
-#[derive(Clone, Debug)]
-pub struct Tls {
-    /// What is trusted: see [`crate::tls::client_config`].
-    pub config: Arc<ClientConfig>,
-    /// The name the server's certificate must hold, and the one sent as
-    /// SNI; the host's when `None`.
-    pub server_name: Option<ServerName<'static>>,
-}
 
 /// Connects to the first address of the host that answers, within the
 /// connect timeout for all of them.

@@ -10,7 +10,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::READ_CHUNK;
+/// The most bytes read from the socket before they are handed to the
+/// printer; all that is available, up to this, goes in one chunk. Large,
+/// so a stream of replies costs few reads and few hand-overs.
+pub const READ_CHUNK: usize = 256 * 1024;
 
 /// Both directions of one connection: stdin's lines to the server, its
 /// replies to the printer.

@@ -13,7 +13,10 @@ use anyhow::{Context, anyhow};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{STDIN_READ_CHUNK, blocking_io};
+use super::blocking_io;
+
+/// Bytes asked of stdin per read.
+pub const STDIN_READ_CHUNK: usize = 64 * 1024;
 use crate::delimiter::Delimiter;
 use crate::framing::{LineFormat, LineSplitter};
 use crate::protocol::QUIT_LINE;

@@ -4,8 +4,8 @@
 
 use std::ops::ControlFlow;
 
+use super::format::{LineFormat, ReceivedLine};
 use super::occurrences::Occurrences;
-use super::{LineFormat, ReceivedLine};
 
 /// A [`LineFormat`]'s parameters copied out, so that a loop over many
 /// lines keeps them in registers rather than reading them again for each.

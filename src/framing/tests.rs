@@ -2,6 +2,7 @@
 //! chunkings, for every kind of delimiter; and its exact boundaries.
 
 use super::*;
+use crate::delimiter::Delimiter;
 use proptest::prelude::*;
 
 fn splitter(delimiter: &[u8], max_line_bytes: usize) -> LineSplitter {

@@ -11,8 +11,9 @@ use async_nats::Client;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::task::Spanning;
-use super::{Answer, RemoteNick, wire};
+use super::port::{Answer, RemoteNick};
+use super::room::Spanning;
+use super::wire;
 
 /// How long `/who`, `/rooms` and `/msg` wait for the other servers.
 pub(super) const GATHER_WAIT: Duration = Duration::from_secs(1);

@@ -1,14 +1,18 @@
 //! A room's subscription: what other servers say in a room, each event
 //! once and in its sender's order, handed to the chat in batches.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use async_nats::Subscriber;
-use futures_util::{FutureExt, StreamExt};
+use async_nats::Message;
+use futures_util::{FutureExt, Stream, StreamExt};
 
-use super::task::Spanning;
-use super::{Port, Remote, RemoteEvent, wire};
+use super::port::{Port, Remote, RemoteEvent};
+use super::wire;
+
+/// Rooms known to have members on other servers: found by the rooms'
+/// deliveries and by `/who`, read when the link is lost.
+pub(super) type Spanning = Arc<Mutex<HashSet<Arc<str>>>>;
 
 /// About the most bytes of events handed to the chat as one batch (which
 /// its members get as one shared buffer, one write each).
@@ -22,7 +26,7 @@ const BATCH_BYTES: usize = 32 * 1024;
 pub(super) async fn deliver(
     port: Arc<dyn Port>,
     room: Arc<str>,
-    mut subscriber: Subscriber,
+    mut subscriber: impl Stream<Item = Message> + Unpin,
     spanning: Spanning,
 ) {
     let mut last_seen = LastSeen::default();
@@ -77,4 +81,94 @@ fn approximate_size(event: &Remote) -> usize {
         _ => 0,
     };
     text + event.from.nick.len() + event.from.node.len() + 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{Event, RemoteNick};
+    use bytes::Bytes;
+
+    /// A chat that records what the link hands it.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Mutex<Vec<(String, Vec<Remote>)>>,
+    }
+
+    impl Port for Recorder {
+        fn deliver_remote(&self, room: &str, events: &[Remote]) {
+            let batch = (room.to_string(), events.to_vec());
+            self.batches.lock().unwrap().push(batch);
+        }
+        fn deliver_private(&self, _: &str, _: &RemoteNick, _: &[u8]) -> Option<Arc<str>> {
+            None
+        }
+        fn local_names(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+        fn local_rooms(&self) -> Vec<(String, usize)> {
+            Vec::new()
+        }
+        fn link_changed(&self, _: &[Arc<str>], _: bool) {}
+    }
+
+    /// The message that carries `text` said by alice on `node`, the
+    /// `sequence`th event of that node's run `epoch`.
+    fn said(node: &str, epoch: &str, sequence: u64, text: &'static str) -> Message {
+        let event = Event::Said {
+            room: "lobby".into(),
+            nick: "alice".into(),
+            text: Bytes::from_static(text.as_bytes()),
+        };
+        let (subject, headers, payload) = wire::encode(event, node, epoch, sequence);
+        Message {
+            subject: subject.into(),
+            reply: None,
+            payload,
+            headers: Some(headers),
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_event_is_handed_over_once_in_order_and_ready_ones_together() {
+        let port = Arc::new(Recorder::default());
+        let spanning = Spanning::default();
+        let messages = futures_util::stream::iter([
+            said("one", "1", 1, "a"),
+            said("one", "1", 2, "b"),
+            // A repeat, and an old one: dropped.
+            said("one", "1", 2, "b"),
+            said("one", "1", 1, "a"),
+            // Another node, and the same node's next run, count apart.
+            said("two", "1", 1, "c"),
+            said("one", "2", 1, "d"),
+        ]);
+        let chat: Arc<dyn Port> = Arc::clone(&port) as _;
+        deliver(chat, "lobby".into(), messages, Arc::clone(&spanning)).await;
+        let batches = port.batches.lock().unwrap();
+        // Everything was there at once: one batch.
+        assert_eq!(batches.len(), 1);
+        let (room, events) = &batches[0];
+        assert_eq!(room, "lobby");
+        let said: Vec<(&str, &[u8])> = events
+            .iter()
+            .map(|event| match &event.what {
+                RemoteEvent::Said(text) => (event.from.node.as_str(), &text[..]),
+                other => panic!("only lines were sent, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("one", &b"a"[..]),
+                ("one", b"b"),
+                ("two", b"c"),
+                ("one", b"d")
+            ]
+        );
+        assert!(spanning.lock().unwrap().contains("lobby"));
+    }
 }

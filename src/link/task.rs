@@ -4,8 +4,8 @@
 //! back.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use async_nats::{Client, Message, Subscriber};
 use futures_util::StreamExt;
@@ -13,8 +13,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use super::broker::{epoch, node_in_use, round_trip};
+use super::handle::{Control, Handed, Link};
+use super::port::{Event, Port};
+use super::room::Spanning;
 use super::wire::{self, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
-use super::{Control, Event, Link, Port, ask, epoch, node_in_use, room, round_trip};
+use super::{ask, room};
 
 /// What every server listens on, besides rooms: its node's subject,
 /// `/who` and `/rooms`.
@@ -33,10 +37,6 @@ impl Subscriptions {
         })
     }
 }
-
-/// Rooms known to have members on other servers: found by the rooms'
-/// deliveries and by `/who`, read when the link is lost.
-pub(super) type Spanning = Arc<Mutex<HashSet<Arc<str>>>>;
 
 /// The link's task: owns the client, publishes, subscribes, answers.
 pub(super) struct Task {
@@ -83,8 +83,7 @@ impl Task {
     pub(super) async fn run(
         mut self,
         subscriptions: Subscriptions,
-        mut events: mpsc::Receiver<Event>,
-        mut control: mpsc::UnboundedReceiver<Control>,
+        handed: Handed,
         mut nats_events: mpsc::UnboundedReceiver<async_nats::Event>,
     ) {
         let Subscriptions {
@@ -92,6 +91,10 @@ impl Task {
             mut who,
             mut rooms,
         } = subscriptions;
+        let Handed {
+            mut events,
+            mut control,
+        } = handed;
         loop {
             // In this order: a room's subscription, asked for before the
             // join that created it, reaches the broker before the join does.

@@ -5,7 +5,7 @@
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
-use super::{Event, Remote, RemoteEvent, RemoteNick};
+use super::port::{Event, Remote, RemoteEvent, RemoteNick};
 
 pub(super) const ROOM_SUBJECT: &str = "chat.room.";
 pub(super) const WHO_SUBJECT: &str = "chat.who";

@@ -6,7 +6,7 @@
 //! reply it owes.
 
 mod close;
-mod queued;
+pub(crate) mod queued;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -23,10 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::Config;
+use super::config::Config;
 use crate::framing::{LineSplitter, LineTooLong};
-pub use close::CLOSE_STALL;
-pub(crate) use queued::{SendQueue, Wake};
 pub(crate) use stream::Stream;
 /// Room for each read: large, so a pipelining client costs few system
 /// calls per line. Reserved only once the socket has bytes, and freed when

@@ -6,49 +6,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tracing::info;
 
+use super::config::{Config, Tls};
 use super::connection::Stream;
-use super::{Config, session};
+use super::session;
 
 /// The first byte of every TLS handshake: the record type "handshake".
 const HANDSHAKE_RECORD: u8 = 0x16;
-
-/// How long a client has to finish its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How the server speaks TLS.
-#[derive(Clone)]
-pub struct Tls {
-    acceptor: TlsAcceptor,
-    timeout: Duration,
-}
-
-impl Tls {
-    /// TLS with `config` (see [`crate::tls::server_config`]); handshakes
-    /// must finish within `timeout`.
-    pub fn new(config: Arc<ServerConfig>, timeout: Duration) -> Self {
-        Self {
-            acceptor: TlsAcceptor::from(config),
-            timeout,
-        }
-    }
-}
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Serves `stream` with `serve` once its handshake is done. A client that
 /// starts with plain text is told, in plain text, that TLS is needed. A

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::info;
 
-use super::Config;
+use super::config::Config;
 use super::connection::{Connection, End, Stream};
 use crate::protocol::{self, chat as chat_text};
 

@@ -295,7 +295,7 @@ fn start_server() -> (tokio::runtime::Runtime, SocketAddr) {
             ..chat_mode::Settings::default()
         }),
         tls: None,
-        close_stall: chat::server::connection::CLOSE_STALL,
+        close_stall: chat::server::CLOSE_STALL,
     };
     let address = runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -117,7 +117,7 @@ fn servers() -> &'static Servers {
                 log_connections: false,
                 chat: None,
                 tls: None,
-                close_stall: chat::server::connection::CLOSE_STALL,
+                close_stall: chat::server::CLOSE_STALL,
             };
             runtime.block_on(async {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

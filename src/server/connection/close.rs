@@ -13,10 +13,6 @@ use tokio::time::Instant;
 
 use super::{Connection, End};
 
-/// A closing connection waits for the client to take its last replies and
-/// close its side; it gives up once the client has taken none of them for
-/// this long (it has stopped reading).
-pub const CLOSE_STALL: Duration = Duration::from_secs(5);
 /// How often a closing connection looks at how much of its output the
 /// client has yet to acknowledge.
 const CLOSE_PROGRESS_CHECK: Duration = Duration::from_millis(50);
@@ -41,7 +37,7 @@ impl Connection {
     /// too, reading and dropping its input meanwhile: closing a socket with
     /// unread input makes the kernel send a reset, which destroys the
     /// replies it has not delivered yet. Gives up once the client has taken
-    /// no reply for the configured stall ([`CLOSE_STALL`] unless a test
+    /// no reply for the configured stall ([`crate::server::CLOSE_STALL`] unless a test
     /// shortens it). At shutdown it does not wait for the
     /// client's close once the client has acknowledged everything, and the
     /// server's grace period ends the wait in any case.

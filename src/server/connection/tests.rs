@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{Connection, SendQueue, Stream};
+use super::queued::SendQueue;
+use super::{Connection, Stream};
 use crate::delimiter::Delimiter;
 use crate::framing::LineFormat;
 use crate::server::Config;
@@ -72,7 +73,7 @@ async fn tls_connection() -> (Connection, JoinHandle<usize>, watch::Sender<()>) 
         log_connections: false,
         chat: None,
         tls: None,
-        close_stall: super::CLOSE_STALL,
+        close_stall: crate::server::CLOSE_STALL,
     };
     let (stop_sender, stop) = watch::channel(());
     let connection = Connection::new(Stream::Tls(Box::new(stream)), Arc::new(config), stop);

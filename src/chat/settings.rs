@@ -1,0 +1,34 @@
+//! How chat mode is run: `--room`, `--sendq`, `--max-rate`, `--link`.
+
+use crate::link;
+
+pub const DEFAULT_ROOM: &str = "lobby";
+/// `--sendq`: what may wait for a member before it is cut as too slow.
+pub const DEFAULT_SENDQ: usize = 256 * 1024;
+/// `--max-rate`: lines a second a member may send, in bursts of as many.
+pub const DEFAULT_MAX_RATE: u32 = 20;
+
+/// How chat mode is run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where members start (a valid room name, folded).
+    pub room: String,
+    /// Bytes that may wait for a member before it is cut.
+    pub sendq: usize,
+    /// Lines a second a member may send; `None` for no limit.
+    pub max_rate: Option<u32>,
+    /// `--link` and `--node`: other servers to be one chat with.
+    pub link: Option<link::LinkSettings>,
+}
+
+/// Every default, as `chat-server --chat` runs without the chat flags.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            room: DEFAULT_ROOM.to_string(),
+            sendq: DEFAULT_SENDQ,
+            max_rate: Some(DEFAULT_MAX_RATE),
+            link: None,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! What crosses between the link and the chat: the chat's events for the
+//! other servers, the other servers' events as they arrive, and the port
+//! through which the link reaches the chat.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Something that happened in a room, for the other servers.
+#[derive(Debug)]
+pub enum Event {
+    Said {
+        room: Arc<str>,
+        nick: Arc<str>,
+        text: Bytes,
+    },
+    Action {
+        room: Arc<str>,
+        nick: Arc<str>,
+        text: Bytes,
+    },
+    Joined {
+        room: Arc<str>,
+        nick: Arc<str>,
+    },
+    Left {
+        room: Arc<str>,
+        nick: Arc<str>,
+        why: Option<String>,
+    },
+    Renamed {
+        room: Arc<str>,
+        old: Arc<str>,
+        new: Arc<str>,
+    },
+}
+
+/// A member of another server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteNick {
+    pub nick: String,
+    pub node: String,
+}
+
+/// Something that happened in a room on another server, as it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub from: RemoteNick,
+    pub what: RemoteEvent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteEvent {
+    /// A chat line, as its raw bytes.
+    Said(Bytes),
+    /// A `/me`, as its raw bytes.
+    Action(Bytes),
+    Joined,
+    Left {
+        why: Option<String>,
+    },
+    /// `from` is the new nick.
+    Renamed {
+        old: String,
+    },
+}
+
+/// What the link needs of the chat: where what other servers say goes,
+/// and what this server answers to their questions.
+pub trait Port: Send + Sync + 'static {
+    /// Events from other servers in `room`, in the order they arrived
+    /// (each once), for the room's local members: together, as one batch.
+    fn deliver_remote(&self, room: &str, events: &[Remote]);
+    /// A private message from another server for the local member `to`;
+    /// the member's nick as shown, or `None` if there is no such member.
+    fn deliver_private(&self, to: &str, from: &RemoteNick, text: &[u8]) -> Option<Arc<str>>;
+    /// The local members of `room`, sorted.
+    fn local_names(&self, room: &str) -> Vec<String>;
+    /// The local rooms and how many members each has here.
+    fn local_rooms(&self) -> Vec<(String, usize)>;
+    /// The link to the other servers was lost (`up` is false) or is back:
+    /// the members of `rooms` are to be told.
+    fn link_changed(&self, rooms: &[Arc<str>], up: bool);
+}
+
+/// Where the answer to a question asked of every server goes, once.
+pub type Answer<T> = Box<dyn FnOnce(T) + Send>;
