@@ -82,8 +82,13 @@ async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
         queue: SendQueue::default(),
         quit_reason: None,
         token_timer: None,
+        blocked: None,
     };
     let end = member.talk(connection).await;
+    // A line still waiting for the link goes out before the leave does.
+    if let (Some(mut waiting), Some(link)) = (member.blocked.take(), hub.link()) {
+        std::future::poll_fn(|context| waiting.poll_handed(link, context)).await;
+    }
     let why = member.why_left(&end);
     hub.leave(id, why.as_deref(), matches!(end, End::ShuttingDown));
     member.hand_over(connection, &end);
@@ -105,6 +110,9 @@ struct Member<'a> {
     quit_reason: Option<Box<str>>,
     /// Wakes a member over `--max-rate` when its next line may be read.
     token_timer: Option<Pin<Box<Sleep>>>,
+    /// A line of the member's that waits for room in the link's queue:
+    /// until it is handed over, the member is read no further.
+    blocked: Option<link::Blocked>,
 }
 
 /// Why [`Member::handle_lines`] stopped.
@@ -113,6 +121,9 @@ enum Handled {
     All,
     /// Lines may be waiting, but the member is past `--max-rate`.
     OverRate,
+    /// Lines may be waiting, but the member's last line waits for room in
+    /// the link's queue.
+    LinkFull,
 }
 
 impl Member<'_> {
@@ -147,14 +158,23 @@ impl Member<'_> {
                     None => self.token_timer = Some(Box::pin(tokio::time::sleep_until(next))),
                 }
             }
+            let read = matches!(handled, Handled::All);
             let write = !self.queue.is_empty();
             let Self {
                 mailbox,
                 token_timer,
+                blocked,
+                hub,
                 ..
             } = self;
-            let arrival_or_token = |context: &mut Context<'_>| {
+            let arrival_token_or_room = |context: &mut Context<'_>| {
                 if mailbox.poll_arrival(context).is_ready() {
+                    return Poll::Ready(());
+                }
+                if let (Some(waiting), Some(link)) = (blocked.as_mut(), hub.link())
+                    && waiting.poll_handed(link, context).is_ready()
+                {
+                    *blocked = None;
                     return Poll::Ready(());
                 }
                 match token_timer {
@@ -162,7 +182,7 @@ impl Member<'_> {
                     _ => Poll::Pending,
                 }
             };
-            match connection.wait(!over_rate, write, arrival_or_token).await {
+            match connection.wait(read, write, arrival_token_or_room).await {
                 Ok(Wake::Received | Wake::Writable | Wake::Other(())) => {}
                 Err(end) => return end,
             }
@@ -175,6 +195,9 @@ impl Member<'_> {
         let mut batch = BytesMut::new();
         let mut handled = 0;
         let result = loop {
+            if self.blocked.is_some() {
+                break Ok(Handled::LinkFull);
+            }
             if self.rate.as_ref().is_some_and(|rate| !rate.has_token()) {
                 break Ok(Handled::OverRate);
             }
@@ -191,14 +214,14 @@ impl Member<'_> {
             let input = Input::parse(line);
             match input {
                 Input::Say(said) => {
-                    self.hub.relay(self.id, said, false);
+                    self.blocked = self.hub.relay(self.id, said, false).err();
                     self.reserve_batch(&mut batch, buffered);
                     text::said_prefix(&mut batch, &self.nick);
                     escape::escape_into(&mut batch, said);
                     batch.extend_from_slice(self.hub.delimiter());
                 }
                 Input::Action(action) if !action.is_empty() => {
-                    self.hub.relay(self.id, action, true);
+                    self.blocked = self.hub.relay(self.id, action, true).err();
                     self.reserve_batch(&mut batch, buffered);
                     text::action_prefix(&mut batch, &self.nick);
                     escape::escape_into(&mut batch, action);

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use broker::{node_in_use, round_trip};
-pub use handle::Link;
+pub use handle::{Blocked, Link, QUEUE_BYTES};
 pub use port::{Answer, Event, Port, Remote, RemoteEvent, RemoteNick};
 use task::Task;
 

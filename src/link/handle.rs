@@ -1,17 +1,52 @@
 //! The chat's handle on the link: it publishes and asks without waiting,
 //! and the link's task takes what it hands over from the channels here.
+//!
+//! What members say waits for the broker in a queue bounded in bytes: a
+//! line that finds it full is not dropped but handed back as [`Blocked`],
+//! and its member is read no further until the line has room (TCP then
+//! slows the talker, as `--max-rate` does). Notices (joins, leaves, nick
+//! changes) are small and come at most at a member's rate, so they go
+//! past the bound rather than wait.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::port::{Answer, Event, RemoteNick};
 
-/// Events waiting for the broker; past this, new ones are dropped (and
-/// counted) rather than waited for.
-const QUEUE: usize = 16 * 1024;
+/// The most bytes of members' lines waiting for the broker; a line past it
+/// waits for room, and its member with it.
+pub const QUEUE_BYTES: usize = 4 << 20;
+
+/// An event for the broker, with the room it takes in the queue (none for
+/// notices), given back once the task has handed it to the client.
+pub(super) struct Queued {
+    pub(super) event: Event,
+    pub(super) _room: Option<OwnedSemaphorePermit>,
+}
+
+/// A member's line that found the queue full: it waits for room, and is
+/// handed to the link as soon as there is.
+pub struct Blocked {
+    event: Option<Event>,
+    room: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>,
+}
+
+impl Blocked {
+    /// Ready once the line has been handed to `link`.
+    pub fn poll_handed(&mut self, link: &Link, context: &mut Context<'_>) -> Poll<()> {
+        let room = ready!(self.room.as_mut().poll(context));
+        if let Some(event) = self.event.take() {
+            link.send(event, room.ok());
+        }
+        Poll::Ready(())
+    }
+}
 
 /// What the chat asks of the link, in order, never dropped.
 pub(super) enum Control {
@@ -39,7 +74,9 @@ pub(super) enum Control {
 /// The chat's handle on the link.
 pub struct Link {
     pub(super) node: Arc<str>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Queued>,
+    /// One permit a byte of [`QUEUE_BYTES`]: what members' lines may take.
+    room: Arc<Semaphore>,
     control: mpsc::UnboundedSender<Control>,
     /// Whether the broker is reachable now; while it is not, events are
     /// dropped: only the members on this server hear what is said.
@@ -53,10 +90,42 @@ impl Link {
         &self.node
     }
 
-    /// Hands `event` to the link without waiting; dropped (and counted)
-    /// while the broker is away or the queue is full.
+    /// Hands a notice to the link without waiting; dropped (and counted)
+    /// only while the broker is away.
     pub fn publish(&self, event: Event) {
-        if !self.connected.load(Ordering::Relaxed) || self.events.try_send(event).is_err() {
+        if self.connected.load(Ordering::Relaxed) {
+            self.send(event, None);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a member's line (or `/me`) to the link if the queue has room
+    /// for it; if not, gives it back to wait for room. Dropped (and
+    /// counted) only while the broker is away.
+    pub fn publish_line(&self, event: Event) -> Result<(), Blocked> {
+        if !self.connected.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        // A line longer than the whole queue waits for all of it.
+        let bytes = event.text_len().clamp(1, QUEUE_BYTES) as u32;
+        match Arc::clone(&self.room).try_acquire_many_owned(bytes) {
+            Ok(room) => {
+                self.send(event, Some(room));
+                Ok(())
+            }
+            Err(_) => Err(Blocked {
+                event: Some(event),
+                room: Box::pin(Arc::clone(&self.room).acquire_many_owned(bytes)),
+            }),
+        }
+    }
+
+    fn send(&self, event: Event, room: Option<OwnedSemaphorePermit>) {
+        let queued = Queued { event, _room: room };
+        if self.events.send(queued).is_err() {
+            // The task has ended (its node name was taken after a restart).
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -107,7 +176,7 @@ impl std::fmt::Debug for Link {
 
 /// The task's ends of a handle's channels.
 pub(super) struct Handed {
-    pub(super) events: mpsc::Receiver<Event>,
+    pub(super) events: mpsc::UnboundedReceiver<Queued>,
     pub(super) control: mpsc::UnboundedReceiver<Control>,
 }
 
@@ -115,11 +184,12 @@ impl Link {
     /// A handle for `node`, the broker reachable now or not, and the ends
     /// of its channels for the task.
     pub(super) fn new(node: Arc<str>, connected: bool) -> (Arc<Link>, Handed) {
-        let (events, event_rx) = mpsc::channel(QUEUE);
+        let (events, event_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
             node,
             events,
+            room: Arc::new(Semaphore::new(QUEUE_BYTES)),
             control,
             connected: AtomicBool::new(connected),
             dropped: AtomicU64::new(0),

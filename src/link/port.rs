@@ -35,6 +35,16 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The bytes of what was said, for the queue's bound.
+    pub(crate) fn text_len(&self) -> usize {
+        match self {
+            Event::Said { text, .. } | Event::Action { text, .. } => text.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// A member of another server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteNick {

@@ -14,11 +14,14 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::broker::{epoch, node_in_use, round_trip};
-use super::handle::{Control, Handed, Link};
-use super::port::{Event, Port};
+use super::handle::{Control, Handed, Link, Queued};
+use super::port::Port;
 use super::room::Spanning;
 use super::wire::{self, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
 use super::{ask, room};
+
+/// How often drops while the link is up are said, at most.
+const DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What every server listens on, besides rooms: its node's subject,
 /// `/who` and `/rooms`.
@@ -95,6 +98,8 @@ impl Task {
             mut events,
             mut control,
         } = handed;
+        let mut drop_report = tokio::time::interval(DROP_REPORT);
+        drop_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // In this order: a room's subscription, asked for before the
             // join that created it, reaches the broker before the join does.
@@ -106,10 +111,11 @@ impl Task {
                     }
                 }
                 Some(request) = control.recv() => self.on_control(request).await,
-                Some(event) = events.recv() => self.publish(event).await,
+                Some(queued) = events.recv() => self.publish(queued).await,
                 Some(message) = node.next() => self.on_node_message(message).await,
                 Some(message) = who.next() => self.answer_who(message).await,
                 Some(message) = rooms.next() => self.answer_rooms(message).await,
+                _ = drop_report.tick() => self.report_drops(),
             }
         }
     }
@@ -166,10 +172,25 @@ impl Task {
         true
     }
 
-    async fn publish(&mut self, event: Event) {
+    /// Says, while the link is up, how many events did not reach the
+    /// broker since the last report (the client refused them); the drops
+    /// while it was down are said when it is back.
+    fn report_drops(&self) {
+        if !self.link.connected.load(Ordering::Relaxed) {
+            return;
+        }
+        let dropped = self.link.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            warn!("link: {dropped} lines and notices did not reach the broker in the last minute");
+        }
+    }
+
+    /// Hands `queued` to the client; its room in the queue is given back
+    /// once the client has it.
+    async fn publish(&mut self, queued: Queued) {
         self.sequence += 1;
         let (subject, headers, payload) =
-            wire::encode(event, &self.link.node, &self.epoch, self.sequence);
+            wire::encode(queued.event, &self.link.node, &self.epoch, self.sequence);
         if self
             .client
             .publish_with_headers(subject, headers, payload)

@@ -273,3 +273,115 @@ async fn a_server_started_before_its_broker_links_once_it_is_there() {
     alice.send("late but here").await;
     bob.expect("<alice@one> late but here").await;
 }
+
+/// A line that names its sender and its number, padded to about `bytes`.
+fn numbered(sender: &str, n: usize, bytes: usize) -> String {
+    format!("{sender} {n} {}", "x".repeat(bytes - 10))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_link_queue_crosses_whole_and_in_order() {
+    // 50,000 lines of about 100 bytes: more than the link's queue holds, so
+    // the talker is slowed down while the broker catches up.
+    const LINES: usize = 50_000;
+    assert!(LINES * numbered("alice", LINES, 100).len() > chat::link::QUEUE_BYTES);
+    let broker = Broker::start().await;
+    let roomy = ["--quiet", "--sendq", "67108864"];
+    let one = linked(&broker, "one", &roomy).await;
+    let two = linked(&broker, "two", &roomy).await;
+    let mut alice = Member::named(one.address, "alice").await;
+    let mut bob = Member::named(two.address, "bob").await;
+    line_where(&mut alice, |line| line == "*** guest1@two is now bob@two").await;
+
+    let burst: String = (0..LINES)
+        .map(|n| numbered("alice", n, 100) + "\n")
+        .collect();
+    let sending = tokio::spawn(async move {
+        alice.send_bytes(burst.as_bytes()).await;
+        alice
+    });
+    for n in 0..LINES {
+        assert_eq!(
+            bob.line().await,
+            format!("<alice@one> {}", numbered("alice", n, 100))
+        );
+    }
+    within("the burst to be sent", sending).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_talkers_within_their_rate_all_cross() {
+    const TALKERS: usize = 1000;
+    const ROOMS: usize = 10;
+    const LINES: usize = 40;
+    // The first burst of each, 20 lines of 300 bytes, is more than the
+    // link's queue holds.
+    const BYTES: usize = 300;
+    const { assert!(TALKERS * 20 * BYTES > chat::link::QUEUE_BYTES) };
+    let broker = Broker::start().await;
+    // The default --max-rate: 20 lines at once, then 20 a second.
+    let url = broker.url();
+    let link = |node: &'static str| {
+        let url = url.clone();
+        async move {
+            let args = ["--chat", "--quiet", "--link", &url, "--node", node];
+            Server::start(&[&args[..], &["--sendq", "67108864"]].concat()).await
+        }
+    };
+    let (one, two) = (link("one").await, link("two").await);
+    // One listener per room on two; a hundred talkers per room on one.
+    let mut listeners = Vec::new();
+    for room in 0..ROOMS {
+        let mut listener = Member::join(two.address).await;
+        listener.send(&format!("/join r{room}")).await;
+        line_where(&mut listener, |line| line.starts_with("*** here: ")).await;
+        listeners.push(listener);
+    }
+    let mut talkers = Vec::new();
+    for talker in 0..TALKERS {
+        let mut member = Member::join(one.address).await;
+        member.send(&format!("/join r{}", talker % ROOMS)).await;
+        line_where(&mut member, |line| line.starts_with("*** here: ")).await;
+        talkers.push(member);
+    }
+    // Each listener hears every talker of its room join before the talk.
+    for (room, listener) in listeners.iter_mut().enumerate() {
+        let last = TALKERS - ROOMS + room;
+        let joined = format!("*** {}@one joined", talkers[last].nick);
+        line_where(listener, |line| line == joined).await;
+    }
+    let mut nicks = Vec::new();
+    for member in &mut talkers {
+        let talk: String = (0..LINES)
+            .map(|n| numbered(&member.nick, n, BYTES) + "\n")
+            .collect();
+        member.send_bytes(talk.as_bytes()).await;
+        nicks.push(member.nick.clone());
+    }
+    let mut receiving = Vec::new();
+    for (room, mut listener) in listeners.into_iter().enumerate() {
+        let nicks: Vec<String> = nicks.iter().skip(room).step_by(ROOMS).cloned().collect();
+        receiving.push(tokio::spawn(async move {
+            let mut next = vec![0; nicks.len()];
+            while next.iter().any(|&n| n < LINES) {
+                let line = listener.line().await;
+                if line.starts_with("*** ") {
+                    continue;
+                }
+                let (shown, text) = line[1..]
+                    .split_once("> ")
+                    .unwrap_or_else(|| panic!("{line}"));
+                let sender = shown
+                    .strip_suffix("@one")
+                    .unwrap_or_else(|| panic!("{line}"));
+                let at = nicks.iter().position(|nick| nick == sender).unwrap();
+                assert_eq!(text, numbered(sender, next[at], BYTES), "in #r{room}");
+                next[at] += 1;
+            }
+        }));
+    }
+    for listener in receiving {
+        within("every line of the room", listener).await.unwrap();
+    }
+    drop(talkers);
+}

@@ -13,7 +13,7 @@ use super::super::escape::{escape_into, escaped};
 use super::super::mailbox::Mailbox;
 use super::super::names;
 use super::{Hub, MemberId, lines_with};
-use crate::link::{Answer, Event, Link, Port, Remote, RemoteEvent, RemoteNick};
+use crate::link::{Answer, Blocked, Event, Link, Port, Remote, RemoteEvent, RemoteNick};
 use crate::protocol::chat as text;
 
 impl Hub {
@@ -32,23 +32,25 @@ impl Hub {
     }
 
     /// Sends one of the member's chat lines (or, if `action`, its `/me`)
-    /// to the other servers, as its raw bytes.
-    pub fn relay(&self, id: MemberId, text: &[u8], action: bool) {
+    /// to the other servers, as its raw bytes. When the link's queue is
+    /// full, the line is given back to wait for room: the member is then
+    /// read no further until it has been handed over.
+    pub fn relay(&self, id: MemberId, text: &[u8], action: bool) -> Result<(), Blocked> {
         let Some(link) = self.link() else {
-            return;
+            return Ok(());
         };
         let (room, nick) = {
             let state = self.lock();
             let Some(member) = state.members.get(&id) else {
-                return;
+                return Ok(());
             };
             (Arc::clone(&member.room), Arc::clone(&member.nick.shown))
         };
         let text = Bytes::copy_from_slice(text);
-        link.publish(match action {
+        link.publish_line(match action {
             false => Event::Said { room, nick, text },
             true => Event::Action { room, nick, text },
-        });
+        })
     }
 
     /// The answer to `/who` in `room` across servers: `local` names and the
