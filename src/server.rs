@@ -44,6 +44,15 @@ pub const DEFAULT_KEEPALIVE_SECS: u32 = 60;
 /// they owe and close; then they are dropped. The whole shutdown, with the
 /// log's last lines, must take under 5 seconds.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Connections over `--max-connections` being told so at once, at most:
+/// past this, a newcomer is closed without a word, so refusals hold few
+/// descriptors whatever a flood of connections does.
+pub const MAX_REFUSING: usize = 64;
+/// With TLS, how long a refused connection has to finish its handshake to
+/// be told the server is full, in TLS.
+pub const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a refusal waits for a client that takes none of its one line.
+pub const REFUSAL_STALL: Duration = Duration::from_millis(500);
 /// Accept errors (out of file descriptors, say) are retried after a pause
 /// that doubles from the first to the last value, so a persistent error
 /// costs a log line a second rather than a busy core.
@@ -116,6 +125,8 @@ async fn serve_with<S: Session>(
 ) {
     // A connection holds a slot for its whole life; none left means full.
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    // A refusal holds one of these while it tells the client.
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSING));
     // Dropping the sender tells every connection to stop reading.
     let (stop_connections, stop) = watch::channel(());
     // Every connection task, so shutdown can wait for them and abort the
@@ -131,9 +142,15 @@ async fn serve_with<S: Session>(
             accepted = accept_any(&listeners, &mut first_listener) => match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
-                    let slot = Arc::clone(&slots).try_acquire_owned().ok();
                     let accepted = Accepted { stream, peer, config: &config, stop: &stop };
-                    accepted.spawn(&mut connections, &session, slot);
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => accepted.spawn(&mut connections, &session, slot),
+                        Err(_) => match Arc::clone(&refusals).try_acquire_owned() {
+                            Ok(refusing) => accepted.spawn_refusal(&mut connections, refusing),
+                            // Closed at once: too many are being told already.
+                            Err(_) => drop(accepted),
+                        },
+                    }
                 }
                 Err(error) => {
                     error!("accepting a connection failed: {error}; retrying in {backoff:?}");
@@ -181,41 +198,51 @@ struct Accepted<'a> {
 }
 
 impl Accepted<'_> {
-    /// Spawns its task: the session with `slot`, or the refusal without.
+    /// Spawns its task: the session, holding `slot`.
     fn spawn<S: Session>(
         self,
         connections: &mut JoinSet<()>,
         session: &S,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: OwnedSemaphorePermit,
     ) {
         let (peer, config, stop) = (self.peer, Arc::clone(self.config), self.stop.clone());
-        match slot {
-            Some(slot) => {
-                let session = session.clone();
-                self.spawn_served(connections, move |stream| {
-                    session::serve(session, stream, peer, slot, config, stop)
-                });
-            }
-            None => self.spawn_served(connections, move |stream| {
-                session::refuse(stream, peer, config, stop)
-            }),
-        }
+        let session = session.clone();
+        let tls = config.tls.clone();
+        self.spawn_served(connections, tls, move |stream| {
+            session::serve(session, stream, peer, slot, config, stop)
+        });
+    }
+
+    /// Spawns the task that tells it the server is full, holding
+    /// `refusing`: quickly (a short handshake with TLS, a short wait for a
+    /// client that does not read).
+    fn spawn_refusal(self, connections: &mut JoinSet<()>, refusing: OwnedSemaphorePermit) {
+        let (peer, config, stop) = (self.peer, Arc::clone(self.config), self.stop.clone());
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.within(REFUSAL_HANDSHAKE_TIMEOUT));
+        self.spawn_served(connections, tls, move |stream| async move {
+            session::refuse(stream, peer, config, stop).await;
+            drop(refusing);
+        });
     }
 
     /// Spawns the task that `serve` makes from the stream: right away, or
-    /// with TLS once the handshake is done.
+    /// with `tls` once the handshake is done.
     fn spawn_served<F>(
         self,
         connections: &mut JoinSet<()>,
+        tls: Option<Tls>,
         serve: impl FnOnce(Stream) -> F + Send + 'static,
     ) where
         F: Future<Output = ()> + Send + 'static,
     {
-        match &self.config.tls {
+        match tls {
             // Made before it is spawned: the task holds the connection alone.
             None => connections.spawn(serve(Stream::Tcp(self.stream))),
             Some(tls) => connections.spawn(handshake::then_serve(
-                tls.clone(),
+                tls,
                 self.stream,
                 self.peer,
                 Arc::clone(self.config),

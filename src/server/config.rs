@@ -34,6 +34,16 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// The same, with handshakes given at most `limit`.
+    pub(super) fn within(&self, limit: Duration) -> Tls {
+        Tls {
+            acceptor: self.acceptor.clone(),
+            timeout: self.timeout.min(limit),
+        }
+    }
+}
+
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls")

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::info;
@@ -75,7 +76,7 @@ pub(crate) fn serve<S: Session>(
     async move {
         let end = session.run(&mut connection).await;
         let hint = connection.delimiter_hint();
-        say_farewell_and_close(&mut connection, &end, S::MODE).await;
+        say_farewell_and_close(&mut connection, &end, S::MODE, None).await;
         // Freed before the log line says the connection is closed, so
         // whoever waits for that line can count on the slot.
         drop(slot);
@@ -98,7 +99,9 @@ pub(crate) async fn refuse(
     }
     let mut connection = Connection::new(stream, config, stop);
     let end = End::ServerFull(max_connections);
-    say_farewell_and_close(&mut connection, &end, Mode::Echo).await;
+    // One line, and no long wait for a client that does not take it.
+    let stall = Some(super::REFUSAL_STALL);
+    say_farewell_and_close(&mut connection, &end, Mode::Echo, stall).await;
 }
 
 /// Tells a client that sent plain text to a server with TLS that it needs
@@ -113,12 +116,20 @@ pub(crate) async fn refuse_plaintext(
         info!("{peer} refused: not TLS (it sent plain text)");
     }
     let mut connection = Connection::new(Stream::Tcp(stream), config, stop);
-    say_farewell_and_close(&mut connection, &End::NotTls, Mode::Echo).await;
+    let stall = Some(super::REFUSAL_STALL);
+    say_farewell_and_close(&mut connection, &End::NotTls, Mode::Echo, stall).await;
 }
 
-async fn say_farewell_and_close(connection: &mut Connection, end: &End, mode: Mode) {
+/// Queues the farewell line and closes, waiting at most `stall` (or the
+/// configured stall) for a client that takes nothing.
+async fn say_farewell_and_close(
+    connection: &mut Connection,
+    end: &End,
+    mode: Mode,
+    stall: Option<Duration>,
+) {
     if let Some(line) = farewell(end, mode) {
         connection.queue_line(&[line.as_bytes()]);
     }
-    connection.close(end).await;
+    connection.close(end, stall).await;
 }

@@ -462,3 +462,72 @@ async fn the_client_talks_to_openssl_s_server() {
     // its own and closes, and the client exits with success.
     client.finish().await;
 }
+
+/// How many descriptors process `pid` holds open.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd is readable")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_cost_little_and_a_real_client_is_told_it_is_full() {
+    const HELD: usize = 50;
+    const STALLED: usize = 1000;
+    let certs = Certs::make();
+    let limit = HELD.to_string();
+    let server = tls_server(&certs, &["--quiet", "--max-connections", &limit]).await;
+    let mut held = Vec::new();
+    for _ in 0..HELD {
+        held.push(tls_connect(server.address, &certs.ca, None).await);
+    }
+    // Each sends the first bytes of a ClientHello record, then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut stream = connect(server.address).await;
+        stream.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+        stalled.push(stream);
+    }
+    // Within 2 s of the last one, the server holds the held connections
+    // and its own few descriptors only: every stalled one is closed. On
+    // the way, it never held more than the refusals it may be making.
+    let pid = server.pid();
+    let own = 30;
+    let peak = within_for(
+        Duration::from_secs(2),
+        "the server to let go of the stalled connections",
+        async {
+            let mut check = tokio::time::interval(Duration::from_millis(20));
+            let mut peak = 0;
+            loop {
+                let open = open_descriptors(pid);
+                peak = peak.max(open);
+                if open < HELD + own {
+                    return peak;
+                }
+                check.tick().await;
+            }
+        },
+    )
+    .await;
+    assert!(
+        peak < HELD + chat::server::MAX_REFUSING + own,
+        "{peak} descriptors"
+    );
+    // A real client is told, in TLS, that the server is full.
+    let full = protocol::server_full(HELD);
+    let ca = path(&certs.ca);
+    let output = within_for(
+        Duration::from_secs(3),
+        "the refused client",
+        run_client(server.address, &["--tls-ca", &ca], b""),
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&output.stdout), format!("{full}\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!("chat-client: error: server closed the connection: {full}\n")
+    );
+    assert_eq!(output.status.code(), Some(1));
+    drop((held, stalled));
+}

@@ -41,7 +41,9 @@ impl Connection {
     /// shortens it). At shutdown it does not wait for the
     /// client's close once the client has acknowledged everything, and the
     /// server's grace period ends the wait in any case.
-    pub(crate) async fn close(&mut self, end: &End) {
+    /// `stall`, when given, replaces the configured stall (a refusal's is
+    /// short).
+    pub(crate) async fn close(&mut self, end: &End, stall: Option<Duration>) {
         if matches!(end, End::Failed(_) | End::NotReading(_)) {
             return;
         }
@@ -53,7 +55,7 @@ impl Connection {
             config,
             ..
         } = self;
-        let stall = config.close_stall;
+        let stall = stall.unwrap_or(config.close_stall);
         let mut input_open = !matches!(end, End::ClientClosed);
         let mut output_open = true;
         let mut sink = Vec::new();

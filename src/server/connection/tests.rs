@@ -82,7 +82,7 @@ async fn tls_connection() -> (Connection, JoinHandle<usize>, watch::Sender<()>) 
 
 /// Closes `connection` (close_notify first) and returns what its reader got.
 async fn bytes_received(mut connection: Connection, reader: JoinHandle<usize>) -> usize {
-    let closed = connection.close(&super::End::Quit);
+    let closed = connection.close(&super::End::Quit, None);
     tokio::time::timeout(WAIT, closed).await.expect("closed");
     tokio::time::timeout(WAIT, reader)
         .await
