@@ -12,7 +12,9 @@
 //!   rate, and how much the server's memory grows.
 //! - idle: resident memory per idle member, 1,000 members in one room.
 //! - link: one room across two servers linked through a `nats-server`,
-//!   against the same room on one of them: deliveries/s and p99.
+//!   against the same room on one of them: deliveries/s and p99; and a
+//!   burst of 50,000 lines piped by one member across the link at once:
+//!   how long until the other server's member has them, and how many.
 //!
 //! `cargo bench --bench chat -- WORD...` runs only the parts named
 //! (throughput, latency, isolation, idle, link).
@@ -165,6 +167,9 @@ impl LinkedServer {
                 "0",
                 "--max-rate",
                 "0",
+                // The burst's receiver may fall behind for a moment.
+                "--sendq",
+                "67108864",
             ])
             .args(["--link", &broker.url, "--node", node])
             .stdin(Stdio::null())
@@ -233,6 +238,22 @@ fn link_table() {
     }
     let ratio: Vec<f64> = cross.iter().zip(&same).map(|(c, s)| c / s).collect();
     let ms = |values: &[f64]| support::range(values, |x| format!("{x:.2}"));
+    let (mut seconds, mut arrived) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let Some(broker) = Broker::start() else {
+            return;
+        };
+        let one = LinkedServer::start(&broker, "one");
+        let two = LinkedServer::start(&broker, "two");
+        let (took, count) = client_runtime().block_on(burst_across(one.address, two.address));
+        seconds.push(took.as_secs_f64());
+        arrived.push(count as f64);
+    }
+    println!(
+        "linked, a burst of {BURST_LINES} lines from one member: all there after {} s; arrived {} of {BURST_LINES}",
+        support::range(&seconds, |x| format!("{x:.2}")),
+        support::range(&arrived, |x| format!("{x:.0}")),
+    );
     println!(
         "linked, 1 sender, 100 receivers: across two servers {}/s, on one server {}/s ({} of it); \
          p99 at 100k deliveries/s {} ms across, {} ms on one",
@@ -242,6 +263,53 @@ fn link_table() {
         ms(&cross_p99),
         ms(&same_p99),
     );
+}
+
+/// Lines in the burst across the link.
+const BURST_LINES: usize = 50_000;
+/// The burst's receiver gives up once nothing has arrived for this long.
+const BURST_SILENCE: Duration = Duration::from_secs(5);
+
+/// One member on `sender` pipes [`BURST_LINES`] lines at once; returns how
+/// long until the member on `receiver` had the last of them that arrived,
+/// and how many did.
+async fn burst_across(sender: SocketAddr, receiver: SocketAddr) -> (Duration, usize) {
+    use tokio::io::AsyncBufReadExt;
+    let mut listening = tokio::io::BufReader::new(TcpStream::connect(receiver).await.unwrap());
+    let mut line = String::new();
+    // The greeting's last line: the member is in the room.
+    while !line.starts_with("*** type to talk") {
+        line.clear();
+        listening.read_line(&mut line).await.unwrap();
+    }
+    let mut talking = TcpStream::connect(sender).await.unwrap();
+    // The sender has joined, as the other server sees it: the link is live.
+    while !line.ends_with("@one joined\r\n") {
+        line.clear();
+        listening.read_line(&mut line).await.unwrap();
+    }
+    let burst: Vec<u8> = (0..BURST_LINES)
+        .flat_map(|n| format!("line {n} of the burst\n").into_bytes())
+        .collect();
+    let started = Instant::now();
+    let sending = tokio::spawn(async move {
+        talking.write_all(&burst).await.unwrap();
+        talking
+    });
+    let (mut arrived, mut last) = (0, started);
+    while arrived < BURST_LINES {
+        line.clear();
+        match tokio::time::timeout(BURST_SILENCE, listening.read_line(&mut line)).await {
+            Ok(Ok(1..)) if line.starts_with('<') => {
+                arrived += 1;
+                last = Instant::now();
+            }
+            Ok(Ok(1..)) => {}
+            _ => break,
+        }
+    }
+    drop(sending);
+    (last - started, arrived)
 }
 
 /// Connects, and waits for the first line of the greeting (the server has
