@@ -233,3 +233,35 @@ async fn resets_half_closes_and_silent_peers_affect_no_one_else() {
         others.push(stream);
     }
 }
+
+#[tokio::test]
+async fn refused_connections_that_never_read_nor_close_are_let_go_at_once() {
+    const REFUSED: usize = 200;
+    let server = Server::start(&["--quiet", "--max-connections", "1"]).await;
+    let mut held = connect(server.address).await;
+    ping(&mut held, "in").await;
+    let before = open_descriptors(server.pid());
+    // They stay open, and never read their line.
+    let mut refused = Vec::new();
+    for _ in 0..REFUSED {
+        refused.push(connect(server.address).await);
+    }
+    let pid = server.pid();
+    within_for(
+        Duration::from_secs(2),
+        "the server to let go of the refused connections",
+        async {
+            let mut check = tokio::time::interval(Duration::from_millis(20));
+            while open_descriptors(pid) > before + 5 {
+                check.tick().await;
+            }
+        },
+    )
+    .await;
+    // Each was told first.
+    let told = format!("{}\r\n", chat::protocol::server_full(1));
+    for mut stream in refused.into_iter().take(3) {
+        assert_eq!(read_to_end(&mut stream).await, told.as_bytes());
+    }
+    ping(&mut held, "still served").await;
+}

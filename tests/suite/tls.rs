@@ -463,13 +463,6 @@ async fn the_client_talks_to_openssl_s_server() {
     client.finish().await;
 }
 
-/// How many descriptors process `pid` holds open.
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc/PID/fd is readable")
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_cost_little_and_a_real_client_is_told_it_is_full() {
     const HELD: usize = 50;

@@ -376,6 +376,13 @@ pub async fn assert_refuses_arguments(program: &str, cases: &[&[&str]]) {
     }
 }
 
+/// How many descriptors process `pid` holds open.
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd is readable")
+        .count()
+}
+
 /// Write system calls made by a running process so far (`syscw` in
 /// `/proc/PID/io`): `write` and `writev` on any file, sockets included;
 /// `send` and `sendto` are not counted.
