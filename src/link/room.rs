@@ -121,15 +121,7 @@ mod tests {
             text: Bytes::from_static(text.as_bytes()),
         };
         let (subject, headers, payload) = wire::encode(event, node, epoch, sequence);
-        Message {
-            subject: subject.into(),
-            reply: None,
-            payload,
-            headers: Some(headers),
-            status: None,
-            description: None,
-            length: 0,
-        }
+        wire::message(subject, headers, payload)
     }
 
     #[tokio::test]

@@ -217,22 +217,24 @@ pub(super) fn decode_rooms(answer: &[u8]) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// A message as the client would hand it over, for tests.
+#[cfg(test)]
+pub(super) fn message(subject: String, headers: HeaderMap, payload: Bytes) -> Message {
+    Message {
+        subject: subject.into(),
+        reply: None,
+        payload,
+        headers: Some(headers),
+        status: None,
+        description: None,
+        length: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    fn message(subject: String, headers: HeaderMap, payload: Bytes) -> Message {
-        Message {
-            subject: subject.into(),
-            reply: None,
-            payload,
-            headers: Some(headers),
-            status: None,
-            description: None,
-            length: 0,
-        }
-    }
 
     #[test]
     fn every_room_event_decodes_to_what_was_encoded() {

@@ -106,28 +106,11 @@ async fn lines_cross_servers_exactly_once_whole_and_in_order() {
     /// Checks that `member` receives exactly the lines of `senders` (nick
     /// as shown to it, name in the text), each once and in order.
     async fn receive_all(mut member: Member, senders: Vec<(String, String)>) {
-        let mut next = vec![0; senders.len()];
-        while next.iter().any(|&n| n < LINES) {
-            let line = member.line().await;
-            if line.starts_with("*** ") {
-                continue;
-            }
-            let (shown, text) = line[1..]
-                .split_once("> ")
-                .unwrap_or_else(|| panic!("{line}"));
-            let at = senders
-                .iter()
-                .position(|(nick, _)| nick == shown)
-                .unwrap_or_else(|| panic!("{line}"));
-            let n = next[at];
-            assert_eq!(
-                text,
-                format!("{} {n} {}", senders[at].1, "x".repeat(n % 50)),
-                "{} received",
-                member.nick
-            );
-            next[at] += 1;
-        }
+        let shown: Vec<String> = senders.iter().map(|(shown, _)| shown.clone()).collect();
+        receive_in_order(&mut member, &shown, LINES, |at, n| {
+            format!("{} {n} {}", senders[at].1, "x".repeat(n % 50))
+        })
+        .await;
         // Nothing more: the next line answers this.
         member.send("/rooms").await;
         let line = line_where(&mut member, |line| {
@@ -274,6 +257,33 @@ async fn a_server_started_before_its_broker_links_once_it_is_there() {
     bob.expect("<alice@one> late but here").await;
 }
 
+/// Reads until `member` has received `lines` lines from each of `senders`
+/// (nicks as shown to it), checking that the `n`th of sender `at` is
+/// `expected(at, n)`: each once and in order. Notices are passed over.
+async fn receive_in_order(
+    member: &mut Member,
+    senders: &[String],
+    lines: usize,
+    expected: impl Fn(usize, usize) -> String,
+) {
+    let mut next = vec![0; senders.len()];
+    while next.iter().any(|&n| n < lines) {
+        let line = member.line().await;
+        if line.starts_with("*** ") {
+            continue;
+        }
+        let (shown, text) = line[1..]
+            .split_once("> ")
+            .unwrap_or_else(|| panic!("{line}"));
+        let at = senders
+            .iter()
+            .position(|nick| nick == shown)
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(text, expected(at, next[at]), "{} received", member.nick);
+        next[at] += 1;
+    }
+}
+
 /// A line that names its sender and its number, padded to about `bytes`.
 fn numbered(sender: &str, n: usize, bytes: usize) -> String {
     format!("{sender} {n} {}", "x".repeat(bytes - 10))
@@ -361,23 +371,12 @@ async fn a_thousand_talkers_within_their_rate_all_cross() {
     let mut receiving = Vec::new();
     for (room, mut listener) in listeners.into_iter().enumerate() {
         let nicks: Vec<String> = nicks.iter().skip(room).step_by(ROOMS).cloned().collect();
+        let shown: Vec<String> = nicks.iter().map(|nick| format!("{nick}@one")).collect();
         receiving.push(tokio::spawn(async move {
-            let mut next = vec![0; nicks.len()];
-            while next.iter().any(|&n| n < LINES) {
-                let line = listener.line().await;
-                if line.starts_with("*** ") {
-                    continue;
-                }
-                let (shown, text) = line[1..]
-                    .split_once("> ")
-                    .unwrap_or_else(|| panic!("{line}"));
-                let sender = shown
-                    .strip_suffix("@one")
-                    .unwrap_or_else(|| panic!("{line}"));
-                let at = nicks.iter().position(|nick| nick == sender).unwrap();
-                assert_eq!(text, numbered(sender, next[at], BYTES), "in #r{room}");
-                next[at] += 1;
-            }
+            receive_in_order(&mut listener, &shown, LINES, |at, n| {
+                numbered(&nicks[at], n, BYTES)
+            })
+            .await;
         }));
     }
     for listener in receiving {
