@@ -264,6 +264,16 @@ impl Member<'_> {
     /// Carries out a command; `Err` if it ends the connection.
     fn obey(&mut self, input: Input<'_>) -> Result<(), End> {
         match input {
+            Input::Nick(b"") => self.tell(&[text::NICK_NEEDS_NAME]),
+            Input::Join(b"") => self.tell(&[text::JOIN_NEEDS_ROOM]),
+            Input::Part => {
+                let default = &self.hub.settings().room;
+                if self.hub.is_in(self.id, default) {
+                    self.tell(&[text::already_in_default_room(default)]);
+                } else {
+                    self.hub.join(self.id, default);
+                }
+            }
             Input::Nick(name) => match names::nick(name) {
                 Some(nick) => match self.hub.rename(self.id, nick) {
                     Ok(shown) => self.nick = shown,

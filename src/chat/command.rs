@@ -16,11 +16,15 @@ pub enum Input<'a> {
     Action(&'a [u8]),
     /// `/nick NAME`.
     Nick(&'a [u8]),
-    /// `/join ROOM`.
+    /// `/join ROOM` (`/j`).
     Join(&'a [u8]),
+    /// `/part`: back to the default room.
+    Part,
+    /// `/who` (`/names`).
     Who,
+    /// `/rooms` (`/list`).
     Rooms,
-    /// `/msg NICK TEXT`.
+    /// `/msg NICK TEXT` (`/query`).
     Message {
         to: &'a [u8],
         text: &'a [u8],
@@ -54,10 +58,12 @@ impl<'a> Input<'a> {
         match lower.as_slice() {
             b"me" => Input::Action(argument),
             b"nick" => Input::Nick(argument),
-            b"join" => Input::Join(argument),
-            b"who" => Input::Who,
-            b"rooms" => Input::Rooms,
-            b"msg" => {
+            // IRC's names for the same commands work too.
+            b"join" | b"j" => Input::Join(argument),
+            b"part" => Input::Part,
+            b"who" | b"names" => Input::Who,
+            b"rooms" | b"list" => Input::Rooms,
+            b"msg" | b"query" => {
                 let (to, text) = split_word(argument);
                 Input::Message {
                     to,
@@ -104,6 +110,17 @@ mod tests {
         assert_eq!(Input::parse(b"/join #rust"), Join(b"#rust"));
         assert_eq!(Input::parse(b"/who"), Who);
         assert_eq!(Input::parse(b"/rooms"), Rooms);
+        assert_eq!(Input::parse(b"/j rust"), Join(b"rust"));
+        assert_eq!(Input::parse(b"/NAMES"), Who);
+        assert_eq!(Input::parse(b"/list"), Rooms);
+        assert_eq!(Input::parse(b"/part"), Part);
+        assert_eq!(
+            Input::parse(b"/query bob hi"),
+            Message {
+                to: b"bob",
+                text: b"hi"
+            }
+        );
         assert_eq!(
             Input::parse(b"/msg bob  psst there"),
             Message {

@@ -210,6 +210,15 @@ impl Hub {
 
     /// `/join ROOM` (a valid, folded name). Joining the room the member is
     /// in only tells it where it is.
+    /// Whether the member is in `room`.
+    pub fn is_in(&self, id: MemberId, room: &str) -> bool {
+        let state = self.lock();
+        state
+            .members
+            .get(&id)
+            .is_some_and(|member| *member.room == *room)
+    }
+
     pub fn join(&self, id: MemberId, room: &str) {
         let mut state = self.lock();
         let Some(member) = state.members.get_mut(&id) else {

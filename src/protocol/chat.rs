@@ -21,18 +21,22 @@ pub const COMMAND_PREFIX: u8 = b'/';
 pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
 pub const LINK_RESTORED: &str = "*** link to other servers restored";
 
+/// The last line of every leave (`/quit`, `.`, end of input), so the
+/// leaver can tell a leave from a cut-off.
+pub const BYE: &str = "*** bye";
 /// Told to every member when the server is shutting down.
 pub const SHUTTING_DOWN: &str = "*** server shutting down";
 /// The last line of the greeting.
 pub const HOW_TO_TALK: &str = "*** type to talk; /help for commands; \".\" or /quit to leave";
 /// The answer to `/help`.
-pub const HELP: [&str; 9] = [
+pub const HELP: [&str; 10] = [
     "*** /nick NAME        change your nick",
-    "*** /join ROOM        move to #ROOM (it exists while it has members)",
-    "*** /who              who is in this room",
-    "*** /rooms            every room and how many are in it",
+    "*** /join ROOM        move to #ROOM (it exists while it has members); /j too",
+    "*** /part             back to the room everyone starts in",
+    "*** /who              who is in this room; /names too",
+    "*** /rooms            every room and how many are in it; /list too",
     "*** /me TEXT          say that you do something: * NICK TEXT",
-    "*** /msg NICK TEXT    send TEXT to NICK only",
+    "*** /msg NICK TEXT    send TEXT to NICK only; /query too",
     "*** /quit [REASON]    leave; \".\" also leaves",
     "*** //TEXT            say TEXT starting with one /",
     "*** /help             this list",
@@ -41,6 +45,13 @@ pub const HELP: [&str; 9] = [
 pub const BAD_NICK: &str = "error: a nick is 1-24 letters, digits, - or _, starting with a letter";
 pub const BAD_ROOM: &str = "error: a room name is 1-32 of a-z 0-9 - _";
 pub const ME_NEEDS_TEXT: &str = "error: /me needs text";
+pub const NICK_NEEDS_NAME: &str = "error: /nick needs a name";
+pub const JOIN_NEEDS_ROOM: &str = "error: /join needs a room";
+
+/// `/part` in the default room itself.
+pub fn already_in_default_room(room: &str) -> String {
+    format!("error: you are in #{room}, the default room")
+}
 pub const MSG_NEEDS_TEXT: &str = "error: /msg needs a nick and text";
 
 /// Written before another member's line: `<NICK> `.

@@ -47,6 +47,7 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::NotTls => Some(protocol::TLS_REQUIRED.to_string()),
         End::TooSlow { sendq } => Some(chat_text::too_slow(*sendq)),
         End::ShuttingDown if mode == Mode::Chat => Some(chat_text::SHUTTING_DOWN.to_string()),
+        End::Quit | End::ClientClosed if mode == Mode::Chat => Some(chat_text::BYE.to_string()),
         End::ShuttingDown | End::Quit | End::ClientClosed | End::NotReading(_) | End::Failed(_) => {
             None
         }

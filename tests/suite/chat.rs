@@ -25,7 +25,8 @@ async fn members_are_greeted_and_talk_to_each_other() {
         greeting,
         "*** welcome to #lobby, you are guest3\r\n\
          *** here: guest1, guest2, guest3 (3)\r\n\
-         *** type to talk; /help for commands; \".\" or /quit to leave\r\n"
+         *** type to talk; /help for commands; \".\" or /quit to leave\r\n\
+         *** bye\r\n"
     );
     alice.expect("*** guest3 joined").await;
     alice.expect("*** guest3 left").await;
@@ -45,7 +46,7 @@ async fn members_are_greeted_and_talk_to_each_other() {
 
     // `.` leaves, like `/quit`, after what is owed.
     bob.send(".").await;
-    assert_eq!(bob.rest().await, "");
+    assert_eq!(bob.rest().await, "*** bye\r\n");
     alice.expect("*** guest2 left").await;
 }
 
@@ -59,11 +60,13 @@ async fn every_command_and_its_errors() {
     // /nick: case-insensitive uniqueness, validation, the others told.
     bob.send("/nick alice").await;
     bob.expect("error: nick \"alice\" is taken").await;
-    for bad in ["9lives", "a b", "x.y", "", "aaaaaaaaaaaaaaaaaaaaaaaaa"] {
+    for bad in ["9lives", "a b", "x.y", "aaaaaaaaaaaaaaaaaaaaaaaaa"] {
         bob.send(&format!("/nick {bad}")).await;
         bob.expect("error: a nick is 1-24 letters, digits, - or _, starting with a letter")
             .await;
     }
+    bob.send("/nick").await;
+    bob.expect("error: /nick needs a name").await;
     bob.send("/nick Bob").await;
     bob.expect("*** you are now Bob").await;
     alice.expect("*** guest2 is now Bob").await;
@@ -101,12 +104,14 @@ async fn every_command_and_its_errors() {
     alice.expect("*** you are in #rust").await;
     alice.expect("*** here: alice, Bob (2)").await;
     bob.expect("*** alice joined").await;
-    for bad in ["a.b", "#", "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr", ""] {
+    for bad in ["a.b", "#", "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"] {
         alice.send(&format!("/join {bad}")).await;
         alice
             .expect("error: a room name is 1-32 of a-z 0-9 - _")
             .await;
     }
+    alice.send("/join  ").await;
+    alice.expect("error: /join needs a room").await;
     let mut carol = Member::join(server.address).await;
     carol.send("/rooms").await;
     carol.expect("*** rooms: #lobby (1), #rust (2)").await;
@@ -123,7 +128,10 @@ async fn every_command_and_its_errors() {
     while !help.last().unwrap().starts_with("*** /help") {
         help.push(alice.line().await);
     }
-    for command in ["/join", "/who", "/rooms", "/me", "/msg", "/quit"] {
+    for command in [
+        "/join", "/who", "/rooms", "/me", "/msg", "/quit", "/j ", "/part", "/names", "/list",
+        "/query",
+    ] {
         assert!(help.iter().any(|line| line.contains(command)), "{help:?}");
     }
     alice.send_bytes(b"/fo\x1bo bar\n").await;
@@ -131,8 +139,70 @@ async fn every_command_and_its_errors() {
         .expect(r#"error: unknown command "/fo\x1Bo"; /help lists commands"#)
         .await;
     alice.send("/QUIT gone home").await;
-    assert_eq!(alice.rest().await, "");
+    assert_eq!(alice.rest().await, "*** bye\r\n");
     bob.expect("*** alice left (gone home)").await;
+}
+
+#[tokio::test]
+async fn irc_habits_work_as_aliases() {
+    let server = Server::start(&["--chat"]).await;
+    let mut alice = Member::named(server.address, "alice").await;
+    let mut bob = Member::named(server.address, "bob").await;
+    alice.expect("*** guest2 joined").await;
+    alice.expect("*** guest2 is now bob").await;
+    alice.send("/part").await;
+    alice
+        .expect("error: you are in #lobby, the default room")
+        .await;
+    alice.send("/j rust").await;
+    alice.expect("*** you are in #rust").await;
+    alice.expect("*** here: alice (1)").await;
+    bob.expect("*** alice left (to #rust)").await;
+    alice.send("/names").await;
+    alice.expect("*** here in #rust (1): alice").await;
+    alice.send("/LIST").await;
+    alice.expect("*** rooms: #lobby (1), #rust (1)").await;
+    alice.send("/query bob psst").await;
+    alice.expect("-> *bob* psst").await;
+    bob.expect("*alice* psst").await;
+    alice.send("/query bob").await;
+    alice.expect("error: /msg needs a nick and text").await;
+    alice.send("/part").await;
+    alice.expect("*** you are in #lobby").await;
+    alice.expect("*** here: alice, bob (2)").await;
+    bob.expect("*** alice joined").await;
+}
+
+#[tokio::test]
+async fn every_leave_ends_with_bye() {
+    let server = Server::start(&["--chat"]).await;
+    for leave in [&b"/quit\n"[..], b".\n", b"/quit see you\n"] {
+        let mut member = Member::join(server.address).await;
+        member.send_bytes(leave).await;
+        assert_eq!(member.rest().await, "*** bye\r\n", "{leave:?}");
+    }
+    // End of input is a leave too.
+    let mut member = Member::join(server.address).await;
+    member.writer.shutdown().await.unwrap();
+    assert_eq!(member.rest().await, "*** bye\r\n");
+    // A mistyped command before a leave does not make the client fail.
+    let output = run_client(server.address, &[], b"/hlep\n/quit\n").await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.ends_with("error: unknown command \"/hlep\"; /help lists commands\n*** bye\n"),
+        "{stdout}"
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run_client(server.address, &[], b"/foo\n").await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -189,7 +259,9 @@ async fn the_here_line_names_fifty_and_who_wraps_at_512_bytes() {
     );
     assert!(here.ends_with(" and 12 more (62)"), "{here}");
     assert_eq!(here.matches(", ").count(), 49);
-    let who: Vec<&str> = lines[3..].to_vec();
+    // After the /who lines, the leave's `*** bye`.
+    assert_eq!(lines.last(), Some(&"*** bye"));
+    let who: Vec<&str> = lines[3..lines.len() - 1].to_vec();
     assert!(who.len() > 1, "{who:?}");
     let mut named = Vec::new();
     for line in &who {

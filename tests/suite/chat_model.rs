@@ -359,7 +359,7 @@ proptest! {
                     (Some(why), _) => connections[m].send(&format!("/quit {why}")),
                     (None, _) => connections[m].send("/quit"),
                 }
-                prop_assert_eq!(connections[m].rest(), "");
+                prop_assert_eq!(connections[m].rest(), "*** bye\r\n");
                 connections.remove(m);
                 model.quit(m, &why, &mut expected);
             } else {
@@ -390,7 +390,7 @@ proptest! {
         while !connections.is_empty() {
             connections[0].send("/quit");
             let rest = connections[0].rest();
-            prop_assert_eq!(rest, "");
+            prop_assert_eq!(rest, "*** bye\r\n");
             connections.remove(0);
             model.quit(0, &None, &mut expected);
             check(&mut connections, &mut expected)?;

@@ -158,7 +158,7 @@ async fn chat_works_inside_tls_and_a_slow_reader_gets_every_line() {
         assert_eq!(bob.line().await, format!("<guest1> {line}"));
     }
     bob.send(b"/quit\n").await;
-    assert_eq!(bob.rest().await, "");
+    assert_eq!(bob.rest().await, format!("{}\r\n", chat_text::BYE));
     assert_eq!(alice.line().await, chat_text::left("guest2", None));
 
     // Shutdown inside TLS too: the notice, then close_notify.
