@@ -11,6 +11,7 @@ use async_nats::{Client, Message, Subscriber};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::broker::{epoch, node_in_use, round_trip};
@@ -20,6 +21,8 @@ use super::room::Spanning;
 use super::wire::{self, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
 use super::{ask, room};
 
+/// How often a broker that stays away is said to be, at most.
+const OUTAGE_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often drops while the link is up are said, at most.
 const DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -57,6 +60,61 @@ pub(super) struct Task {
     spanning: Spanning,
     /// Rooms told the link was lost, to be told it is back.
     told_lost: HashSet<Arc<str>>,
+    outage: Outage,
+}
+
+/// How long the broker has been away, and how many attempts to reach it
+/// failed: the log says so once a minute, never once an attempt.
+struct Outage {
+    since: Option<Instant>,
+    failed: u64,
+    last_said: Instant,
+}
+
+impl Outage {
+    fn new(connected: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            since: (!connected).then_some(now),
+            failed: 0,
+            last_said: now,
+        }
+    }
+
+    fn began(&mut self) {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        self.last_said = now;
+    }
+
+    /// One more failed attempt; said if a minute has passed since the last
+    /// line about the outage.
+    fn failed(&mut self, url: &str, error: &async_nats::ClientError) {
+        self.failed += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.last_said.elapsed() >= OUTAGE_REPORT {
+            self.last_said = Instant::now();
+            warn!(
+                "link: {url} still away after {}s, {} attempts failed (the last: {error})",
+                since.elapsed().as_secs(),
+                self.failed
+            );
+        }
+    }
+
+    /// The outage is over: how long it lasted, for the line that says so.
+    fn ended(&mut self) -> String {
+        let said = match self.since.take() {
+            Some(since) => format!(
+                " after {}s away, {} attempts failed",
+                since.elapsed().as_secs(),
+                self.failed
+            ),
+            None => String::new(),
+        };
+        self.failed = 0;
+        said
+    }
 }
 
 impl Task {
@@ -80,6 +138,7 @@ impl Task {
             rooms: HashMap::new(),
             spanning: Arc::default(),
             told_lost: HashSet::new(),
+            outage: Outage::new(checked),
         }
     }
 
@@ -141,7 +200,7 @@ impl Task {
                 // notice reaches this server.
                 round_trip(&self.client).await;
                 self.link.connected.store(true, Ordering::Relaxed);
-                info!("link to {} up", self.url);
+                info!("link to {} up{}", self.url, self.outage.ended());
                 let dropped = self.link.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     warn!(
@@ -153,6 +212,7 @@ impl Task {
             }
             async_nats::Event::Disconnected => {
                 self.link.connected.store(false, Ordering::Relaxed);
+                self.outage.began();
                 warn!("link to {} lost; retrying", self.url);
                 let spanning: Vec<Arc<str>> = self
                     .spanning
@@ -167,6 +227,9 @@ impl Task {
                     .collect();
                 self.port.link_changed(&newly_lost, false);
             }
+            // Each failed attempt to reconnect: counted, and said at most
+            // once a minute while the broker stays away.
+            async_nats::Event::ClientError(error) => self.outage.failed(&self.url, &error),
             other => info!("link: {other}"),
         }
         true

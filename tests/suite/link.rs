@@ -384,3 +384,33 @@ async fn a_thousand_talkers_within_their_rate_all_cross() {
     }
     drop(talkers);
 }
+
+#[tokio::test]
+async fn a_broker_that_stays_away_is_said_once_not_at_every_retry() {
+    // A port where nothing listens: every attempt (ten a second) fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut server = Server::start(&["--chat", "--link", &url, "--node", "alone"]).await;
+    server
+        .wait_for_log("the link's one line", |line| {
+            line.starts_with("link: ") && line.contains("does not answer")
+        })
+        .await;
+    // A second and a half of retries later, not one more line about it.
+    let more = tokio::time::timeout(
+        Duration::from_millis(1500),
+        server.wait_for_log("another line about the link", |line| line.contains("link")),
+    )
+    .await;
+    assert!(more.is_err(), "{more:?}");
+    // The members on this server still talk.
+    let mut alice = Member::named(server.address, "alice").await;
+    let mut bob = Member::named(server.address, "bob").await;
+    alice.expect("*** guest2 joined").await;
+    bob.send("hi").await;
+    line_where(&mut alice, |line| line == "<bob> hi").await;
+}
