@@ -320,7 +320,7 @@ impl Member<'_> {
             End::LineTooLong(_) => text::LEFT_LINE_TOO_LONG,
             End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
             End::TooSlow { .. } => text::LEFT_TOO_SLOW,
-            End::Failed(_) => text::LEFT_CONNECTION_LOST,
+            End::Failed(_) | End::TlsClient => text::LEFT_CONNECTION_LOST,
             End::ClientClosed | End::ShuttingDown | End::ServerFull(_) | End::NotTls => {
                 return None;
             }

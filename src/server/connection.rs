@@ -39,6 +39,11 @@ const OUTBOX_HIGH_WATER: usize = 128 * 1024;
 /// Room reserved past [`OUTBOX_HIGH_WATER`] for the line that crosses it.
 const OUTBOX_HEADROOM: usize = 4 * 1024;
 
+/// Whether `bytes` start as a TLS handshake record does: `16 03 0x`.
+pub(crate) fn starts_a_tls_handshake(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, 0..=4, ..])
+}
+
 /// Why a connection ended; said in the log line when it closes.
 #[derive(Debug)]
 pub(crate) enum End {
@@ -56,6 +61,8 @@ pub(crate) enum End {
     ServerFull(usize),
     /// The server has TLS and the client sent plain text.
     NotTls,
+    /// The server has no TLS and the client started a TLS handshake.
+    TlsClient,
     /// A chat member let more than `sendq` bytes wait for it.
     TooSlow {
         sendq: usize,
@@ -75,6 +82,11 @@ impl fmt::Display for End {
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull(_) => write!(f, "server full"),
             End::NotTls => write!(f, "not TLS"),
+            End::TlsClient => write!(
+                f,
+                "a TLS client; this server speaks plain text (start it with --tls-cert and \
+                 --tls-key)"
+            ),
             End::TooSlow { sendq } => write!(f, "too slow: more than {sendq} bytes unread"),
             End::Failed(error) => write!(f, "{error}"),
         }
@@ -302,9 +314,23 @@ impl Connection {
             Ok(0) => Err(End::ClientClosed),
             Ok(count) => {
                 self.stats.bytes_in += count as u64;
-                Ok(())
+                self.check_not_tls(count)
             }
             Err(error) => Err(End::Failed(error)),
+        }
+    }
+
+    /// After a read of `count` bytes: a server without TLS whose client's
+    /// first bytes are a TLS handshake record (`16 03 0x`, a ClientHello)
+    /// ends the connection at once, rather than waiting for a line that
+    /// never comes while the client waits for a handshake.
+    pub(crate) fn check_not_tls(&self, count: usize) -> Result<(), End> {
+        let first_read = self.stats.bytes_in == count as u64;
+        if first_read && starts_a_tls_handshake(self.lines.buffered()) && self.config.tls.is_none()
+        {
+            Err(End::TlsClient)
+        } else {
+            Ok(())
         }
     }
 }

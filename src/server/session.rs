@@ -48,9 +48,12 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::TooSlow { sendq } => Some(chat_text::too_slow(*sendq)),
         End::ShuttingDown if mode == Mode::Chat => Some(chat_text::SHUTTING_DOWN.to_string()),
         End::Quit | End::ClientClosed if mode == Mode::Chat => Some(chat_text::BYE.to_string()),
-        End::ShuttingDown | End::Quit | End::ClientClosed | End::NotReading(_) | End::Failed(_) => {
-            None
-        }
+        End::ShuttingDown
+        | End::Quit
+        | End::ClientClosed
+        | End::NotReading(_)
+        | End::Failed(_)
+        | End::TlsClient => None,
     }
 }
 
@@ -76,7 +79,11 @@ pub(crate) fn serve<S: Session>(
     let mut connection = Connection::new(stream, config, stop);
     async move {
         let end = session.run(&mut connection).await;
-        let hint = connection.delimiter_hint();
+        // A TLS client's handshake holds an LF, and is no nc to advise.
+        let hint = match end {
+            End::TlsClient => "",
+            _ => connection.delimiter_hint(),
+        };
         say_farewell_and_close(&mut connection, &end, S::MODE, None).await;
         // Freed before the log line says the connection is closed, so
         // whoever waits for that line can count on the slot.

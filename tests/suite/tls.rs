@@ -524,3 +524,52 @@ async fn connections_over_the_limit_cost_little_and_a_real_client_is_told_it_is_
     assert_eq!(output.status.code(), Some(1));
     drop((held, stalled));
 }
+
+#[tokio::test]
+async fn a_tls_client_at_a_plain_server_is_closed_at_once_and_logged() {
+    // The start of a ClientHello: a handshake record, TLS 1.0 on the
+    // record layer, and (as real ones have) an LF among its bytes.
+    let hello = [
+        0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03, 0x0a,
+    ];
+    for mode in [&[][..], &["--chat"]] {
+        let mut server = Server::start(mode).await;
+        let mut stream = connect(server.address).await;
+        let local = stream.local_addr().unwrap();
+        stream.write_all(&hello).await.unwrap();
+        // Closed within a second, whatever the line rules would wait for.
+        let mut rest = Vec::new();
+        let _ = within_for(
+            Duration::from_secs(1),
+            "the server to close the connection",
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        if mode.is_empty() {
+            assert!(rest.is_empty(), "{rest:?}");
+        }
+        let closed = server
+            .wait_for_log("the close", |line| {
+                line.starts_with(&format!("{local} closed"))
+            })
+            .await;
+        assert!(
+            closed.contains(
+                "(a TLS client; this server speaks plain text (start it with --tls-cert and \
+                 --tls-key))"
+            ),
+            "{closed}"
+        );
+        assert!(!closed.contains("lenient"), "{closed}");
+    }
+    // chat-client --tls against it gives up at once, not at its timeout.
+    let server = Server::start(&[]).await;
+    let started = std::time::Instant::now();
+    let output = run_client(server.address, &["--tls"], b"").await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

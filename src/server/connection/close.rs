@@ -44,7 +44,7 @@ impl Connection {
     /// `stall`, when given, replaces the configured stall (a refusal's is
     /// short).
     pub(crate) async fn close(&mut self, end: &End, stall: Option<Duration>) {
-        if matches!(end, End::Failed(_) | End::NotReading(_)) {
+        if matches!(end, End::Failed(_) | End::NotReading(_) | End::TlsClient) {
             return;
         }
         let Self {

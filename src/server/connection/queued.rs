@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::{Connection, End, READ_CHUNK};
+use super::{Connection, End, READ_CHUNK, starts_a_tls_handshake};
 
 /// The most buffers one write call takes; each is a batch of lines.
 const WRITE_SLICES: usize = 64;
@@ -129,6 +129,7 @@ impl Connection {
         write: bool,
         mut other: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> impl Future<Output = Result<Wake<T>, End>> {
+        let tls_at_plain = self.config.tls.is_none();
         let Self {
             stream,
             lines,
@@ -160,11 +161,16 @@ impl Connection {
                 return Poll::Ready(match read {
                     Ok(0) => Err(End::ClientClosed),
                     Ok(count) => {
+                        let first_read = stats.bytes_in == 0;
                         stats.bytes_in += count as u64;
                         if let Some(timer) = idle_timer {
                             timer.sleep.as_mut().reset(Instant::now() + timer.timeout);
                         }
-                        Ok(Wake::Received)
+                        if first_read && tls_at_plain && starts_a_tls_handshake(lines.buffered()) {
+                            Err(End::TlsClient)
+                        } else {
+                            Ok(Wake::Received)
+                        }
                     }
                     Err(error) => Err(End::Failed(error)),
                 });
