@@ -35,6 +35,14 @@ pub fn server_full(max_connections: usize) -> String {
 /// Sent in plain text by a server with TLS to a client that does not start
 /// a TLS handshake (nc, telnet, chat-client without `--tls`), before
 /// closing: better than the TLS alert it could not read.
+/// Told once to a connection that has sent only bare-LF lines (`nc`
+/// without `-C`) and then gone quiet, so it is not left in silence.
+pub const LINES_END_WITH_CRLF: &str =
+    "*** lines end with CRLF here: use nc -C, or start chat-server with --delimiter lenient";
+
+/// How long such a connection stays quiet before it is told.
+pub const LF_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
 pub const TLS_REQUIRED: &str =
     "error: this server speaks TLS only (chat-client --tls, openssl s_client)";
 

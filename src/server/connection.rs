@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::config::Config;
 use crate::framing::{LineSplitter, LineTooLong};
+use crate::protocol;
 pub(crate) use stream::Stream;
 /// Room for each read: large, so a pipelining client costs few system
 /// calls per line. Reserved only once the socket has bytes, and freed when
@@ -283,6 +284,10 @@ impl Connection {
             self.outbox.is_empty(),
             "the outbox is flushed before reading"
         );
+        // Boxed, and only once due: most connections never need it.
+        let lf_notice = self
+            .owes_lf_notice()
+            .then(|| Box::pin(tokio::time::sleep(protocol::LF_NOTICE_AFTER)));
         let Self {
             stream,
             lines,
@@ -309,6 +314,10 @@ impl Connection {
             _ = stop.changed() => return Err(End::ShuttingDown),
             timeout = idle_expiry(idle_timer) => return Err(End::Idle(timeout)),
             received = read => received,
+            () = async { lf_notice.unwrap().await }, if lf_notice.is_some() => {
+                self.queue_line(&[protocol::LINES_END_WITH_CRLF.as_bytes()]);
+                return Ok(());
+            }
         };
         match received {
             Ok(0) => Err(End::ClientClosed),
@@ -318,6 +327,16 @@ impl Connection {
             }
             Err(error) => Err(End::Failed(error)),
         }
+    }
+
+    /// Whether the client is owed the bare-LF notice once it goes quiet:
+    /// it has never sent the delimiter (no line answered), its last byte is
+    /// LF, and nothing has been sent to it yet (so it is told once).
+    fn owes_lf_notice(&self) -> bool {
+        self.stats.lines == 0
+            && self.stats.bytes_out == 0
+            && self.config.format.line_end() != b"\n"
+            && self.lines.buffered().last() == Some(&b'\n')
     }
 
     /// After a read of `count` bytes: a server without TLS whose client's

@@ -306,3 +306,33 @@ async fn each_program_s_help_speaks_of_itself() {
         assert!(!of_server.contains("connects"), "{of_server}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_sends_bare_lf_lines_and_waits_is_told_once() {
+    let server = Server::start(&["--quiet"]).await;
+    let notice = format!("{}\r\n", chat::protocol::LINES_END_WITH_CRLF);
+    let mut nc = connect(server.address).await;
+    let started = std::time::Instant::now();
+    nc.write_all(b"what nc sends\n").await.unwrap();
+    assert_eq!(read_exactly(&mut nc, notice.len()).await, notice.as_bytes());
+    assert!(started.elapsed() >= chat::protocol::LF_NOTICE_AFTER);
+    // Nothing else changes: the bytes are still one unfinished line, and
+    // the notice comes once.
+    nc.write_all(b"more\n").await.unwrap();
+    nc.write_all(b"\r\n.\r\n").await.unwrap();
+    assert_eq!(
+        read_to_end(&mut nc).await,
+        reply("what nc sends\nmore\n").as_bytes()
+    );
+    // A client that sends the delimiter in time never sees it.
+    let mut proper = connect(server.address).await;
+    ping(&mut proper, "proper").await;
+    proper.write_all(b"then an lf\n").await.unwrap();
+    let mut more = [0; 1];
+    let quiet = tokio::time::timeout(
+        chat::protocol::LF_NOTICE_AFTER * 2,
+        tokio::io::AsyncReadExt::read(&mut proper, &mut more),
+    )
+    .await;
+    assert!(quiet.is_err(), "{quiet:?}");
+}
