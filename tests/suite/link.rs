@@ -15,6 +15,14 @@ async fn linked(broker: &Broker, node: &str, extra: &[&str]) -> Server {
     Server::start(&args).await
 }
 
+/// A broker, and two servers linked through it as `one` and `two`.
+async fn two_linked(extra: &[&str]) -> (Broker, Server, Server) {
+    let broker = Broker::start().await;
+    let one = linked(&broker, "one", extra).await;
+    let two = linked(&broker, "two", extra).await;
+    (broker, one, two)
+}
+
 /// Reads lines until `wanted` says one is the one, and returns it.
 async fn line_where(member: &mut Member, wanted: impl Fn(&str) -> bool) -> String {
     loop {
@@ -85,11 +93,8 @@ async fn nicks_notices_who_rooms_and_msg_cross_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_cross_servers_exactly_once_whole_and_in_order() {
     const LINES: usize = 10_000;
-    let broker = Broker::start().await;
     // The members read only once both have sent everything: room for it.
-    let roomy = ["--quiet", "--sendq", "16777216"];
-    let one = linked(&broker, "one", &roomy).await;
-    let two = linked(&broker, "two", &roomy).await;
+    let (_broker, one, two) = two_linked(&["--quiet", "--sendq", "16777216"]).await;
     let mut alice = Member::named(one.address, "alice").await;
     let mut bob = Member::named(two.address, "bob").await;
     let carol = Member::named(one.address, "carol").await;
@@ -295,10 +300,7 @@ async fn a_burst_larger_than_the_link_queue_crosses_whole_and_in_order() {
     // the talker is slowed down while the broker catches up.
     const LINES: usize = 50_000;
     assert!(LINES * numbered("alice", LINES, 100).len() > chat::link::QUEUE_BYTES);
-    let broker = Broker::start().await;
-    let roomy = ["--quiet", "--sendq", "67108864"];
-    let one = linked(&broker, "one", &roomy).await;
-    let two = linked(&broker, "two", &roomy).await;
+    let (_broker, one, two) = two_linked(&["--quiet", "--sendq", "67108864"]).await;
     let mut alice = Member::named(one.address, "alice").await;
     let mut bob = Member::named(two.address, "bob").await;
     line_where(&mut alice, |line| line == "*** guest1@two is now bob@two").await;
