@@ -11,6 +11,18 @@ async fn run(program: &str, args: &[&str], input: &[u8]) -> std::process::Output
     run_with_input(command(program).args(args), input).await
 }
 
+/// `chat-client ARGS` sends `hi`, prints the echo server's reply, exits 0.
+async fn assert_client_reaches_the_server(args: &[&str]) {
+    let output = run(CLIENT, args, b"hi\n").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "You sent: hi\n",
+        "{args:?}: {stderr}"
+    );
+    assert!(output.status.success(), "{args:?}: {stderr}");
+}
+
 #[tokio::test]
 async fn the_client_takes_host_and_port_as_nc_and_telnet_do() {
     let server = Server::start(&["--quiet"]).await;
@@ -22,13 +34,7 @@ async fn the_client_takes_host_and_port_as_nc_and_telnet_do() {
         vec![&host, "-p", &port],
         vec!["--host", &host, "--port", &port],
     ] {
-        let output = run(CLIENT, &args, b"hi\n").await;
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            "You sent: hi\n",
-            "{args:?}"
-        );
-        assert!(output.status.success(), "{args:?}");
+        assert_client_reaches_the_server(&args).await;
     }
 }
 
@@ -155,14 +161,7 @@ async fn the_client_takes_host_colon_port_as_redis_cli_and_urls_write_it() {
         vec!["[::1]".to_string(), "-p".to_string(), v6_port.to_string()],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = run(CLIENT, &args, b"hi\n").await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            "You sent: hi\n",
-            "{args:?}: {stderr}"
-        );
-        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert_client_reaches_the_server(&args).await;
     }
 }
 

@@ -23,6 +23,16 @@ async fn two_linked(extra: &[&str]) -> (Broker, Server, Server) {
     (broker, one, two)
 }
 
+/// A free loopback port where no broker listens (yet), and its URL.
+fn no_broker_yet() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("nats://127.0.0.1:{port}"))
+}
+
 /// Reads lines until `wanted` says one is the one, and returns it.
 async fn line_where(member: &mut Member, wanted: impl Fn(&str) -> bool) -> String {
     loop {
@@ -237,12 +247,7 @@ async fn the_broker_going_away_leaves_rooms_working_locally_and_its_return_resto
 #[tokio::test]
 async fn a_server_started_before_its_broker_links_once_it_is_there() {
     // A port nothing listens on yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("nats://127.0.0.1:{port}");
+    let (port, url) = no_broker_yet();
     let mut one = Server::start(&["--chat", "--link", &url, "--node", "one"]).await;
     one.wait_for_log("the link to be reported down", |line| {
         line.contains("does not answer")
@@ -389,13 +394,8 @@ async fn a_thousand_talkers_within_their_rate_all_cross() {
 
 #[tokio::test]
 async fn a_broker_that_stays_away_is_said_once_not_at_every_retry() {
-    // A port where nothing listens: every attempt (ten a second) fails.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("nats://127.0.0.1:{port}");
+    // Every attempt (ten a second) fails.
+    let (_, url) = no_broker_yet();
     let mut server = Server::start(&["--chat", "--link", &url, "--node", "alone"]).await;
     server
         .wait_for_log("the link's one line", |line| {
