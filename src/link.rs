@@ -41,7 +41,7 @@ use tracing::{info, warn};
 
 use broker::{node_in_use, round_trip};
 pub use handle::{Blocked, Link, QUEUE_BYTES};
-pub use port::{Answer, Event, Port, Remote, RemoteEvent, RemoteNick};
+pub use port::{Answer, Event, Found, Port, Remote, RemoteEvent, RemoteNick};
 use task::Task;
 
 /// How long a server waits at start for a broker that is slow to answer

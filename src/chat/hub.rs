@@ -296,6 +296,7 @@ impl Hub {
             return;
         };
         let mut to = to;
+        let mut this_node_named = false;
         if let Some(link) = self.link()
             && let Some(at) = memchr::memrchr(b'@', to)
         {
@@ -310,12 +311,19 @@ impl Hub {
                 return;
             }
             to = nick;
+            this_node_named = true;
         }
         let receiver = std::str::from_utf8(to)
             .ok()
             .and_then(|nick| state.nicks.get(names::fold(nick).as_ref()))
             .and_then(|id| state.members.get(id));
         let Some(receiver) = receiver else {
+            if let Some(link) = self.link().filter(|_| !this_node_named) {
+                let answer = self.message_anyone(to, message, &sender.mailbox);
+                let nick = String::from_utf8_lossy(to).into_owned();
+                link.message_anyone(Arc::clone(&sender.nick.shown), nick, message, answer);
+                return;
+            }
             let error = text::no_such_nick(&escaped(to));
             state.send_to(from, self.lines(&[error]));
             return;
@@ -362,16 +370,28 @@ impl Hub {
             return;
         };
         let nick = Arc::clone(&member.nick.shown);
+        let entry_mailbox = Arc::clone(&member.mailbox);
         let entry = (id, Arc::clone(&member.mailbox));
         let key = Arc::clone(&member.nick.key);
         if let Some(entered) = state.rooms.get_mut(room) {
             entered.members.insert(key, entry);
         }
-        let mut greeting = vec![first, state.here(room)];
-        if arriving {
-            greeting.push(text::HOW_TO_TALK.to_string());
+        if let Some(link) = self.link() {
+            // The rest of the greeting waits for the other servers' members
+            // of the room, half a second at most.
+            state.send_to(id, self.lines(&[first]));
+            let local = state.sorted_names(room, text::HERE_NAMES);
+            let local = local.into_iter().map(str::to_string).collect();
+            let total = state.rooms.get(room).map_or(0, |room| room.members.len());
+            let answer = self.here_across(local, total, arriving, &entry_mailbox);
+            link.here(Arc::from(room), answer);
+        } else {
+            let mut greeting = vec![first, state.here(room)];
+            if arriving {
+                greeting.push(text::HOW_TO_TALK.to_string());
+            }
+            state.send_to(id, self.lines(&greeting));
         }
-        state.send_to(id, self.lines(&greeting));
         state.send_to_room(room, Some(id), &self.lines(&[text::joined(&nick)]));
     }
 

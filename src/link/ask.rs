@@ -1,5 +1,6 @@
-//! Questions to every linked server, answered within a second: `/who`,
-//! `/rooms`, and `/msg NICK@NODE`. Each runs as a task of its own and ends
+//! Questions to every linked server, answered within a second: `/who` (and
+//! the `here:` line, within half of one), `/rooms`, `/msg NICK@NODE`, and
+//! `/msg NICK` for a nick on another server. Each runs as a task of its own and ends
 //! by handing its answer to the callback it came with, so a member never
 //! waits for the broker.
 
@@ -11,12 +12,11 @@ use async_nats::Client;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::port::{Answer, RemoteNick};
+use super::handle::GATHER_WAIT;
+use super::port::{Answer, Found, RemoteNick};
 use super::room::Spanning;
 use super::wire;
 
-/// How long `/who`, `/rooms` and `/msg` wait for the other servers.
-pub(super) const GATHER_WAIT: Duration = Duration::from_secs(1);
 /// Once one server has answered, how much longer the others are waited for.
 const GATHER_SETTLE: Duration = Duration::from_millis(200);
 
@@ -28,23 +28,28 @@ pub(super) struct Asker {
     pub connected: bool,
 }
 
-/// `/who`: every other server's members of `room`. A room any of them
-/// answers for spans servers.
+/// `/who`: every other server's members of `room`, waiting `wait` at
+/// most. A room any of them answers for spans servers.
 pub(super) async fn who(
     asker: Asker,
     room: Arc<str>,
+    wait: Duration,
     spanning: Spanning,
     answer: Answer<Vec<RemoteNick>>,
 ) {
     let mut names = Vec::new();
-    for (node, answered) in gather(&asker, wire::WHO_SUBJECT, Some(&room)).await {
+    let headers = wire::question_headers(Some(&room));
+    for (node, answered) in gather(&asker, wire::WHO_SUBJECT, headers, wait).await {
+        let before = names.len();
         for nick in wire::decode_names(&answered) {
             names.push(RemoteNick {
                 nick,
                 node: node.clone(),
             });
         }
-        if let Ok(mut spanning) = spanning.lock() {
+        if names.len() > before
+            && let Ok(mut spanning) = spanning.lock()
+        {
             spanning.insert(Arc::clone(&room));
         }
     }
@@ -54,7 +59,8 @@ pub(super) async fn who(
 /// `/rooms`: every other server's rooms, members added up.
 pub(super) async fn rooms(asker: Asker, answer: Answer<Vec<(String, usize)>>) {
     let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, answered) in gather(&asker, wire::ROOMS_SUBJECT, None).await {
+    let headers = wire::question_headers(None);
+    for (_, answered) in gather(&asker, wire::ROOMS_SUBJECT, headers, GATHER_WAIT).await {
         for (name, count) in wire::decode_rooms(&answered) {
             *rooms.entry(name).or_default() += count;
         }
@@ -71,7 +77,46 @@ pub(super) async fn message(
     text: Bytes,
     answer: Answer<Option<String>>,
 ) {
-    let headers = wire::private_headers(&asker.node, &from, &to.nick);
+    answer(send_private(&asker, &from, &to, text).await);
+}
+
+/// `/msg NICK TEXT` for a nick this server does not have: which servers
+/// have one, then, if only one has, `/msg NICK@NODE TEXT`.
+pub(super) async fn message_anyone(
+    asker: Asker,
+    from: Arc<str>,
+    nick: String,
+    text: Bytes,
+    answer: Answer<Found>,
+) {
+    let headers = wire::nick_question_headers(&nick);
+    let mut having: Vec<RemoteNick> = gather(&asker, wire::NICK_SUBJECT, headers, GATHER_WAIT)
+        .await
+        .into_iter()
+        .map(|(node, shown)| RemoteNick {
+            nick: String::from_utf8_lossy(&shown).into_owned(),
+            node,
+        })
+        .collect();
+    having.sort_by(|a, b| a.node.cmp(&b.node));
+    let found = match having.len() {
+        0 => Found::Nobody,
+        1 => {
+            let to = having.remove(0);
+            match send_private(&asker, &from, &to, text).await {
+                Some(nick) => Found::Sent(RemoteNick { nick, ..to }),
+                None => Found::Nobody,
+            }
+        }
+        _ => Found::Several(having),
+    };
+    answer(found);
+}
+
+/// Sends `text` from `from` to `to` on its node; the receiver's nick as
+/// shown, or `None` if the node has no such member or does not answer.
+async fn send_private(asker: &Asker, from: &str, to: &RemoteNick, text: Bytes) -> Option<String> {
+    let headers = wire::private_headers(&asker.node, from, &to.nick);
     let subject = format!("{}{}", wire::NODE_SUBJECT, to.node);
     let request = asker.client.request_with_headers(subject, headers, text);
     let reply = match asker.connected {
@@ -81,16 +126,20 @@ pub(super) async fn message(
             .and_then(Result::ok),
         false => None,
     };
-    let shown = reply
+    reply
         .map(|reply| reply.payload)
         .filter(|shown| !shown.is_empty())
-        .map(|shown| String::from_utf8_lossy(&shown).into_owned());
-    answer(shown);
+        .map(|shown| String::from_utf8_lossy(&shown).into_owned())
 }
 
-/// Asks every server on `subject` (about `room`) and collects the answers,
-/// with the answering node, for up to [`GATHER_WAIT`].
-async fn gather(asker: &Asker, subject: &'static str, room: Option<&str>) -> Vec<(String, Bytes)> {
+/// Asks every server on `subject` (what `headers` say) and collects the
+/// answers, with the answering node, for up to `wait`.
+async fn gather(
+    asker: &Asker,
+    subject: &'static str,
+    headers: async_nats::HeaderMap,
+    wait: Duration,
+) -> Vec<(String, Bytes)> {
     let mut answers = Vec::new();
     if !asker.connected {
         return answers;
@@ -100,7 +149,6 @@ async fn gather(asker: &Asker, subject: &'static str, room: Option<&str>) -> Vec
     let Ok(mut replies) = client.subscribe(inbox.clone()).await else {
         return answers;
     };
-    let headers = wire::question_headers(room);
     if client
         .publish_with_reply_and_headers(subject, inbox, headers, Bytes::new())
         .await
@@ -108,7 +156,7 @@ async fn gather(asker: &Asker, subject: &'static str, room: Option<&str>) -> Vec
     {
         return answers;
     }
-    let mut deadline = tokio::time::Instant::now() + GATHER_WAIT;
+    let mut deadline = tokio::time::Instant::now() + wait;
     while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await {
         if let Some(node) = wire::answering_node(&reply) {
             answers.push((node, reply.payload));

@@ -13,15 +13,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::port::{Answer, Event, RemoteNick};
+use super::port::{Answer, Event, Found, RemoteNick};
 
 /// The most bytes of members' lines waiting for the broker; a line past it
 /// waits for room, and its member with it.
 pub const QUEUE_BYTES: usize = 4 << 20;
+
+/// How long `/who`, `/rooms` and `/msg` wait for the other servers.
+pub const GATHER_WAIT: Duration = Duration::from_secs(1);
+/// How long a joining member's `here:` line waits for the other servers.
+pub const HERE_WAIT: Duration = Duration::from_millis(500);
 
 /// An event for the broker, with the room it takes in the queue (none for
 /// notices), given back once the task has handed it to the client.
@@ -53,9 +59,11 @@ pub(super) enum Control {
     /// The room has local members now, or has none any more.
     Subscribe(Arc<str>),
     Unsubscribe(Arc<str>),
-    /// `/who`: the other servers' members of the room.
+    /// `/who`, or the `here:` line: the other servers' members of the
+    /// room, answered within `wait`.
     Who {
         room: Arc<str>,
+        wait: Duration,
         answer: Answer<Vec<RemoteNick>>,
     },
     /// `/rooms`: the other servers' rooms, with their members added up.
@@ -69,6 +77,28 @@ pub(super) enum Control {
         text: Bytes,
         answer: Answer<Option<String>>,
     },
+    /// `/msg NICK` for a nick not on this server: sent to the one other
+    /// server that has a member NICK, if only one has.
+    MessageAnyone {
+        from: Arc<str>,
+        nick: String,
+        text: Bytes,
+        answer: Answer<Found>,
+    },
+}
+
+impl Control {
+    /// A question that cannot be asked (the link's task has ended) is
+    /// answered as if no other server had answered: nobody waits forever.
+    fn answer_unasked(self) {
+        match self {
+            Control::Subscribe(_) | Control::Unsubscribe(_) => {}
+            Control::Who { answer, .. } => answer(Vec::new()),
+            Control::Rooms { answer } => answer(Vec::new()),
+            Control::Message { answer, .. } => answer(None),
+            Control::MessageAnyone { answer, .. } => answer(Found::Nobody),
+        }
+    }
 }
 
 /// The chat's handle on the link.
@@ -131,21 +161,47 @@ impl Link {
     }
 
     pub fn subscribe(&self, room: Arc<str>) {
-        let _ = self.control.send(Control::Subscribe(room));
+        self.ask(Control::Subscribe(room));
     }
 
     pub fn unsubscribe(&self, room: Arc<str>) {
-        let _ = self.control.send(Control::Unsubscribe(room));
+        self.ask(Control::Unsubscribe(room));
     }
 
     /// `/who`: every other server's members of `room`, within a second.
     pub fn who(&self, room: Arc<str>, answer: Answer<Vec<RemoteNick>>) {
-        let _ = self.control.send(Control::Who { room, answer });
+        let wait = GATHER_WAIT;
+        self.ask(Control::Who { room, wait, answer });
+    }
+
+    /// The `here:` line of a member joining `room`: every other server's
+    /// members of it, within half a second.
+    pub fn here(&self, room: Arc<str>, answer: Answer<Vec<RemoteNick>>) {
+        let wait = HERE_WAIT;
+        self.ask(Control::Who { room, wait, answer });
     }
 
     /// `/rooms`: every other server's rooms, within a second.
     pub fn rooms(&self, answer: Answer<Vec<(String, usize)>>) {
-        let _ = self.control.send(Control::Rooms { answer });
+        self.ask(Control::Rooms { answer });
+    }
+
+    /// `/msg NICK TEXT` for a nick not on this server: sent to the only
+    /// other server with a member NICK, within a second and a half.
+    pub fn message_anyone(&self, from: Arc<str>, nick: String, text: &[u8], answer: Answer<Found>) {
+        let text = Bytes::copy_from_slice(text);
+        self.ask(Control::MessageAnyone {
+            from,
+            nick,
+            text,
+            answer,
+        });
+    }
+
+    fn ask(&self, control: Control) {
+        if let Err(unsent) = self.control.send(control) {
+            unsent.0.answer_unasked();
+        }
     }
 
     /// `/msg NICK@NODE TEXT` for another server: the receiver's nick as
@@ -157,7 +213,7 @@ impl Link {
         text: &[u8],
         answer: Answer<Option<String>>,
     ) {
-        let _ = self.control.send(Control::Message {
+        self.ask(Control::Message {
             from,
             to,
             text: Bytes::copy_from_slice(text),

@@ -84,6 +84,8 @@ pub trait Port: Send + Sync + 'static {
     /// A private message from another server for the local member `to`;
     /// the member's nick as shown, or `None` if there is no such member.
     fn deliver_private(&self, to: &str, from: &RemoteNick, text: &[u8]) -> Option<Arc<str>>;
+    /// The local member called `nick` (in any case), as shown, if any.
+    fn find_member(&self, nick: &str) -> Option<Arc<str>>;
     /// The local members of `room`, sorted.
     fn local_names(&self, room: &str) -> Vec<String>;
     /// The local rooms and how many members each has here.
@@ -91,6 +93,17 @@ pub trait Port: Send + Sync + 'static {
     /// The link to the other servers was lost (`up` is false) or is back:
     /// the members of `rooms` are to be told.
     fn link_changed(&self, rooms: &[Arc<str>], up: bool);
+}
+
+/// Where `/msg NICK TEXT` went, for a nick on no server of its sender's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Exactly one other server has a member NICK: it was sent there.
+    Sent(RemoteNick),
+    /// No server that answered has one.
+    Nobody,
+    /// Several have one; nothing was sent.
+    Several(Vec<RemoteNick>),
 }
 
 /// Where the answer to a question asked of every server goes, once.

@@ -103,6 +103,9 @@ mod tests {
         fn deliver_private(&self, _: &str, _: &RemoteNick, _: &[u8]) -> Option<Arc<str>> {
             None
         }
+        fn find_member(&self, _: &str) -> Option<Arc<str>> {
+            None
+        }
         fn local_names(&self, _: &str) -> Vec<String> {
             Vec::new()
         }

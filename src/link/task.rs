@@ -18,7 +18,7 @@ use super::broker::{epoch, node_in_use, round_trip};
 use super::handle::{Control, Handed, Link, Queued};
 use super::port::Port;
 use super::room::Spanning;
-use super::wire::{self, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
+use super::wire::{self, NICK_SUBJECT, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
 use super::{ask, room};
 
 /// How often a broker that stays away is said to be, at most.
@@ -27,11 +27,12 @@ const OUTAGE_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 const DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What every server listens on, besides rooms: its node's subject,
-/// `/who` and `/rooms`.
+/// `/who`, `/rooms`, and who has a nick.
 pub(super) struct Subscriptions {
     node: Subscriber,
     who: Subscriber,
     rooms: Subscriber,
+    nick: Subscriber,
 }
 
 impl Subscriptions {
@@ -40,6 +41,7 @@ impl Subscriptions {
             node: client.subscribe(format!("{NODE_SUBJECT}{node}")).await?,
             who: client.subscribe(WHO_SUBJECT).await?,
             rooms: client.subscribe(ROOMS_SUBJECT).await?,
+            nick: client.subscribe(NICK_SUBJECT).await?,
         })
     }
 }
@@ -152,6 +154,7 @@ impl Task {
             mut node,
             mut who,
             mut rooms,
+            nick: mut nicks,
         } = subscriptions;
         let Handed {
             mut events,
@@ -174,6 +177,7 @@ impl Task {
                 Some(message) = node.next() => self.on_node_message(message).await,
                 Some(message) = who.next() => self.answer_who(message).await,
                 Some(message) = rooms.next() => self.answer_rooms(message).await,
+                Some(message) = nicks.next() => self.answer_nick(message).await,
                 _ = drop_report.tick() => self.report_drops(),
             }
         }
@@ -290,9 +294,9 @@ impl Task {
                     spanning.remove(&room);
                 }
             }
-            Control::Who { room, answer } => {
-                let asking = ask::who(self.asker(), room, Arc::clone(&self.spanning), answer);
-                tokio::spawn(asking);
+            Control::Who { room, wait, answer } => {
+                let spanning = Arc::clone(&self.spanning);
+                tokio::spawn(ask::who(self.asker(), room, wait, spanning, answer));
             }
             Control::Rooms { answer } => {
                 tokio::spawn(ask::rooms(self.asker(), answer));
@@ -304,6 +308,15 @@ impl Task {
                 answer,
             } => {
                 tokio::spawn(ask::message(self.asker(), from, to, text, answer));
+            }
+            Control::MessageAnyone {
+                from,
+                nick,
+                text,
+                answer,
+            } => {
+                let asking = ask::message_anyone(self.asker(), from, nick, text, answer);
+                tokio::spawn(asking);
             }
         }
     }
@@ -339,12 +352,10 @@ impl Task {
         let Some(reply) = message.reply.clone() else {
             return;
         };
+        // Answered even when empty: the asker stops waiting sooner.
         let names = wire::asked_room(&message)
             .map(|room| self.port.local_names(&room))
             .unwrap_or_default();
-        if names.is_empty() {
-            return;
-        }
         self.reply(reply, wire::encode_names(&names)).await;
     }
 
@@ -355,6 +366,18 @@ impl Task {
         };
         let rooms = self.port.local_rooms();
         self.reply(reply, wire::encode_rooms(&rooms)).await;
+    }
+
+    /// Who has a nick, from another server: this server answers only if it
+    /// has a member of that nick, with the nick as shown.
+    async fn answer_nick(&self, message: Message) {
+        let Some(reply) = message.reply.clone() else {
+            return;
+        };
+        let found = wire::asked_nick(&message).and_then(|nick| self.port.find_member(&nick));
+        if let Some(shown) = found {
+            self.reply(reply, shown.to_string().into()).await;
+        }
     }
 
     /// An answer to another server's question, saying which node it is.

@@ -11,6 +11,9 @@ pub(super) const ROOM_SUBJECT: &str = "chat.room.";
 pub(super) const WHO_SUBJECT: &str = "chat.who";
 pub(super) const ROOMS_SUBJECT: &str = "chat.rooms";
 pub(super) const NODE_SUBJECT: &str = "chat.node.";
+/// Who has a member of this nick (`/msg NICK` for a nick not on this
+/// server): answered only by the servers that have one.
+pub(super) const NICK_SUBJECT: &str = "chat.nick";
 /// No server subscribes here: a request to it is answered by the broker
 /// itself ("no responders"), after everything the server sent before it.
 pub(super) const SYNC_SUBJECT: &str = "chat.sync";
@@ -164,6 +167,19 @@ pub(super) fn question_headers(room: Option<&str>) -> HeaderMap {
         headers.insert(ROOM, room);
     }
     headers
+}
+
+/// The headers of a question about who has a member `nick`.
+pub(super) fn nick_question_headers(nick: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NICK, nick);
+    headers
+}
+
+/// The nick a question on [`NICK_SUBJECT`] asks about.
+pub(super) fn asked_nick(message: &Message) -> Option<String> {
+    let headers = message.headers.as_ref()?;
+    headers.get(NICK).map(|nick| nick.as_str().to_string())
 }
 
 /// The room a `/who` question asks about.

@@ -182,6 +182,16 @@ pub fn no_such_nick(name: &str) -> String {
     format!("error: no such nick \"{name}\"")
 }
 
+/// `/msg NICK` when NICK is on no server of the sender's but on several
+/// others, each named as `NICK@NODE`.
+pub fn on_several_servers<'a>(nick: &str, members: impl Iterator<Item = &'a str>) -> String {
+    let members: Vec<&str> = members.collect();
+    format!(
+        "error: \"{nick}\" is on several servers: {}",
+        members.join(", ")
+    )
+}
+
 /// `command` as typed, escaped.
 pub fn unknown_command(command: &str) -> String {
     format!("error: unknown command \"{command}\"; /help lists commands")
@@ -235,6 +245,7 @@ mod tests {
             MSG_NEEDS_TEXT.to_string(),
             nick_taken("bob"),
             no_such_nick("x"),
+            on_several_servers("x", ["x@a", "x@b"].into_iter()),
             unknown_command("/foo"),
             too_slow(1),
         ] {

@@ -8,7 +8,7 @@ use crate::common::member::Member;
 use crate::common::*;
 use tokio::time::Instant;
 
-async fn linked(broker: &Broker, node: &str, extra: &[&str]) -> Server {
+pub async fn linked(broker: &Broker, node: &str, extra: &[&str]) -> Server {
     let url = broker.url();
     let mut args = vec!["--chat", "--link", &url, "--node", node, "--max-rate", "0"];
     args.extend_from_slice(extra);
@@ -34,7 +34,7 @@ fn no_broker_yet() -> (u16, String) {
 }
 
 /// Reads lines until `wanted` says one is the one, and returns it.
-async fn line_where(member: &mut Member, wanted: impl Fn(&str) -> bool) -> String {
+pub async fn line_where(member: &mut Member, wanted: impl Fn(&str) -> bool) -> String {
     loop {
         let line = member.line().await;
         if wanted(&line) {
@@ -354,18 +354,33 @@ async fn a_thousand_talkers_within_their_rate_all_cross() {
         line_where(&mut listener, |line| line.starts_with("*** here: ")).await;
         listeners.push(listener);
     }
+    // A hundred join at once: each `here:` line waits for the other server.
     let mut talkers = Vec::new();
-    for talker in 0..TALKERS {
-        let mut member = Member::join(one.address).await;
-        member.send(&format!("/join r{}", talker % ROOMS)).await;
-        line_where(&mut member, |line| line.starts_with("*** here: ")).await;
-        talkers.push(member);
+    for first in (0..TALKERS).step_by(100) {
+        let mut joining = tokio::task::JoinSet::new();
+        for talker in first..first + 100 {
+            let address = one.address;
+            joining.spawn(async move {
+                let mut member = Member::join(address).await;
+                member.send(&format!("/join r{}", talker % ROOMS)).await;
+                line_where(&mut member, |line| line.starts_with("*** here: ")).await;
+                (talker, member)
+            });
+        }
+        let mut joined = joining.join_all().await;
+        joined.sort_by_key(|(talker, _)| *talker);
+        talkers.extend(joined.into_iter().map(|(_, member)| member));
     }
     // Each listener hears every talker of its room join before the talk.
     for (room, listener) in listeners.iter_mut().enumerate() {
-        let last = TALKERS - ROOMS + room;
-        let joined = format!("*** {}@one joined", talkers[last].nick);
-        line_where(listener, |line| line == joined).await;
+        let mut awaited: std::collections::HashSet<String> = (room..TALKERS)
+            .step_by(ROOMS)
+            .map(|talker| format!("*** {}@one joined", talkers[talker].nick))
+            .collect();
+        while !awaited.is_empty() {
+            let line = listener.line().await;
+            awaited.remove(&line);
+        }
     }
     let mut nicks = Vec::new();
     for member in &mut talkers {

@@ -13,7 +13,7 @@ use super::super::escape::{escape_into, escaped};
 use super::super::mailbox::Mailbox;
 use super::super::names;
 use super::{Hub, MemberId, lines_with};
-use crate::link::{Answer, Blocked, Event, Link, Port, Remote, RemoteEvent, RemoteNick};
+use crate::link::{Answer, Blocked, Event, Found, Link, Port, Remote, RemoteEvent, RemoteNick};
 use crate::protocol::chat as text;
 
 impl Hub {
@@ -75,6 +75,34 @@ impl Hub {
         })
     }
 
+    /// The rest of a joining member's greeting across servers: the `here:`
+    /// line with `local` names (the first few of `local_total`, sorted)
+    /// and the others' as `NICK@NODE`, then, if `arriving`, how to talk.
+    pub(super) fn here_across(
+        &self,
+        local: Vec<String>,
+        local_total: usize,
+        arriving: bool,
+        to: &Arc<Mailbox>,
+    ) -> Answer<Vec<RemoteNick>> {
+        let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        Box::new(move |remote| {
+            let total = local_total + remote.len();
+            let mut names = local;
+            names.extend(
+                remote
+                    .iter()
+                    .map(|member| escaped(shown(member).as_bytes())),
+            );
+            names.sort_by_key(|name| name.to_ascii_lowercase());
+            let mut lines = vec![text::here(names.iter().map(String::as_str), total)];
+            if arriving {
+                lines.push(text::HOW_TO_TALK.to_string());
+            }
+            to.push(lines_with(&delimiter, &lines));
+        })
+    }
+
     /// The answer to `/rooms` across servers: `local` rooms and the others',
     /// members added up, to `to`.
     pub(super) fn rooms_across(
@@ -119,6 +147,41 @@ impl Hub {
                 }
             };
             to.push(line);
+        })
+    }
+
+    /// The answer to `/msg NICK TEXT` for a nick on no server of this one's
+    /// (`asked`, as typed): the copy the sender sees, that several servers
+    /// have one, or that none has, to `to`.
+    pub(super) fn message_anyone(
+        &self,
+        asked: &[u8],
+        message: &[u8],
+        to: &Arc<Mailbox>,
+    ) -> Answer<Found> {
+        let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        let message = Bytes::copy_from_slice(message);
+        let asked = escaped(asked);
+        Box::new(move |found| {
+            let error = match found {
+                Found::Sent(receiver) => {
+                    let mut copy = BytesMut::new();
+                    text::private_sent_prefix(&mut copy, &escaped(shown(&receiver).as_bytes()));
+                    escape_into(&mut copy, &message);
+                    copy.extend_from_slice(&delimiter);
+                    to.push(copy.freeze());
+                    return;
+                }
+                Found::Nobody => text::no_such_nick(&asked),
+                Found::Several(members) => {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|member| escaped(shown(member).as_bytes()))
+                        .collect();
+                    text::on_several_servers(&asked, members.iter().map(String::as_str))
+                }
+            };
+            to.push(lines_with(&delimiter, &[error]));
         })
     }
 
@@ -171,6 +234,13 @@ impl Port for Hub {
         private.extend_from_slice(&self.delimiter);
         receiver.mailbox.push(private.freeze());
         Some(Arc::clone(&receiver.nick.shown))
+    }
+
+    fn find_member(&self, nick: &str) -> Option<Arc<str>> {
+        let state = self.lock();
+        let id = state.nicks.get(names::fold(nick).as_ref())?;
+        let member = state.members.get(id)?;
+        Some(Arc::clone(&member.nick.shown))
     }
 
     fn local_names(&self, room: &str) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! greeting, sends lines, and reads what arrives line by line, each read
 //! bounded by a timeout.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -14,6 +15,12 @@ pub struct Member {
     pub nick: String,
     reader: BufReader<OwnedReadHalf>,
     pub writer: OwnedWriteHalf,
+    /// Lines that arrived inside the greeting: on a linked server, the
+    /// `here:` line waits for the other servers while the room talks on.
+    early: VecDeque<Vec<u8>>,
+    /// The greeting's lines, from the welcome to `type to talk`, less
+    /// those of others that arrived inside it.
+    pub greeting: Vec<String>,
 }
 
 impl Member {
@@ -29,14 +36,26 @@ impl Member {
             nick: String::new(),
             reader: BufReader::new(reader),
             writer,
+            early: VecDeque::new(),
+            greeting: Vec::new(),
         };
         let welcome = member.line().await;
         let nick = welcome
             .rsplit_once("you are ")
             .map(|(_, nick)| nick.to_string())
             .unwrap_or_else(|| panic!("a welcome line, not {welcome:?}"));
-        assert!(member.line().await.starts_with("*** here: "));
-        assert!(member.line().await.starts_with("*** type to talk"));
+        let mut early = VecDeque::new();
+        let here = loop {
+            let line = member.line().await;
+            if line.starts_with("*** here: ") {
+                break line;
+            }
+            early.push_back(line.into_bytes());
+        };
+        let how_to_talk = member.line().await;
+        assert!(how_to_talk.starts_with("*** type to talk"), "{how_to_talk}");
+        member.early = early;
+        member.greeting = vec![welcome, here, how_to_talk];
         member.nick = nick;
         member
     }
@@ -70,6 +89,9 @@ impl Member {
 
     /// The next line received, as bytes, less its CRLF; panics at EOF.
     pub async fn line_bytes(&mut self) -> Vec<u8> {
+        if let Some(line) = self.early.pop_front() {
+            return line;
+        }
         let mut line = Vec::new();
         let read = within(
             &format!("a line for {}", self.nick),
@@ -92,6 +114,10 @@ impl Member {
     /// Everything until the server closes the connection.
     pub async fn rest(&mut self) -> String {
         let mut rest = Vec::new();
+        for line in self.early.drain(..) {
+            rest.extend_from_slice(&line);
+            rest.extend_from_slice(b"\r\n");
+        }
         within(
             "the server to close the connection",
             self.reader.read_to_end(&mut rest),
