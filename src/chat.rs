@@ -58,8 +58,24 @@ impl Chat {
 impl Session for Chat {
     const MODE: Mode = Mode::Chat;
 
-    fn run(&self, connection: &mut Connection) -> impl Future<Output = End> + Send {
-        take_part(connection, &self.hub)
+    type Guest = Guest;
+
+    fn arrive(&self) -> Guest {
+        let mailbox = Arc::new(Mailbox::new(self.hub.settings().sendq));
+        let (id, nick) = self.hub.arrive(Arc::clone(&mailbox));
+        Guest { id, nick, mailbox }
+    }
+
+    fn name(guest: &Guest) -> Option<&str> {
+        Some(&guest.nick)
+    }
+
+    fn run(
+        &self,
+        guest: &mut Guest,
+        connection: &mut Connection,
+    ) -> impl Future<Output = End> + Send {
+        take_part(guest, connection, &self.hub)
     }
 
     fn shut_down(&self) {
@@ -67,24 +83,31 @@ impl Session for Chat {
     }
 }
 
-/// Makes the connection a member of the chat until it leaves, and says why
-/// it did. What it is still owed is in the connection's outbox, for the
+/// A connection that has arrived in the chat: a member of the hub, with
+/// the nick it has now.
+pub(crate) struct Guest {
+    id: MemberId,
+    nick: Arc<str>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// Has the guest take part in the chat until it leaves, and says why it
+/// did. What it is still owed is in the connection's outbox, for the
 /// close.
-async fn take_part(connection: &mut Connection, hub: &Hub) -> End {
-    let mailbox = Arc::new(Mailbox::new(hub.settings().sendq));
-    let (id, nick) = hub.arrive(Arc::clone(&mailbox));
+async fn take_part(guest: &mut Guest, connection: &mut Connection, hub: &Hub) -> End {
+    let id = guest.id;
     let mut member = Member {
         id,
-        nick,
+        nick: Arc::clone(&guest.nick),
         hub,
         rate: hub.settings().max_rate.map(TokenBucket::new),
-        mailbox,
+        mailbox: Arc::clone(&guest.mailbox),
         queue: SendQueue::default(),
-        quit_reason: None,
         token_timer: None,
         blocked: None,
     };
     let end = member.talk(connection).await;
+    guest.nick = Arc::clone(&member.nick);
     // A line still waiting for the link goes out before the leave does.
     if let (Some(mut waiting), Some(link)) = (member.blocked.take(), hub.link()) {
         std::future::poll_fn(|context| waiting.poll_handed(link, context)).await;
@@ -106,8 +129,6 @@ struct Member<'a> {
     mailbox: Arc<Mailbox>,
     /// Taken from the mailbox, being written.
     queue: SendQueue,
-    /// `/quit REASON`, escaped.
-    quit_reason: Option<Box<str>>,
     /// Wakes a member over `--max-rate` when its next line may be read.
     token_timer: Option<Pin<Box<Sleep>>>,
     /// A line of the member's that waits for room in the link's queue:
@@ -299,9 +320,10 @@ impl Member<'_> {
             Input::Unknown(command) => {
                 self.tell(&[text::unknown_command(&escape::escaped(command))]);
             }
+            Input::QuitLine => return Err(End::Quit),
             Input::Quit(reason) => {
-                self.quit_reason = reason.map(|reason| escape::escaped(reason).into());
-                return Err(End::Quit);
+                let reason = reason.map(|reason| escape::escaped(reason).into());
+                return Err(End::QuitCommand(reason));
             }
             Input::Say(_) | Input::Nothing => {}
         }
@@ -316,12 +338,16 @@ impl Member<'_> {
     /// Why the member left, as the room is told it.
     fn why_left(&self, end: &End) -> Option<String> {
         let why = match end {
-            End::Quit => return self.quit_reason.as_deref().map(str::to_string),
+            End::QuitCommand(reason) => return reason.as_deref().map(str::to_string),
             End::LineTooLong(_) => text::LEFT_LINE_TOO_LONG,
             End::Idle(_) | End::NotReading(_) => text::LEFT_IDLE,
             End::TooSlow { .. } => text::LEFT_TOO_SLOW,
             End::Failed(_) | End::TlsClient => text::LEFT_CONNECTION_LOST,
-            End::ClientClosed | End::ShuttingDown | End::ServerFull(_) | End::NotTls => {
+            End::Quit
+            | End::ClientClosed
+            | End::ShuttingDown
+            | End::ServerFull(_)
+            | End::NotTls => {
                 return None;
             }
         };

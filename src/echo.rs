@@ -16,7 +16,15 @@ pub(crate) struct Echo;
 impl Session for Echo {
     const MODE: Mode = Mode::Echo;
 
-    fn run(&self, connection: &mut Connection) -> impl Future<Output = End> + Send {
+    type Guest = ();
+
+    fn arrive(&self) {}
+
+    fn name(_: &()) -> Option<&str> {
+        None
+    }
+
+    fn run(&self, _: &mut (), connection: &mut Connection) -> impl Future<Output = End> + Send {
         answer_lines(connection)
     }
 }

@@ -29,8 +29,10 @@ pub enum Input<'a> {
         to: &'a [u8],
         text: &'a [u8],
     },
-    /// `/quit [REASON]` or `.`.
+    /// `/quit [REASON]`.
     Quit(Option<&'a [u8]>),
+    /// The `.` line, which also leaves.
+    QuitLine,
     Help,
     /// A command nobody knows, as typed (`/foo`).
     Unknown(&'a [u8]),
@@ -44,7 +46,7 @@ impl<'a> Input<'a> {
             return Input::Nothing;
         }
         if line == QUIT_LINE {
-            return Input::Quit(None);
+            return Input::QuitLine;
         }
         let Some(command) = line.strip_prefix(&[COMMAND_PREFIX]) else {
             return Input::Say(line);
@@ -97,7 +99,7 @@ mod tests {
     #[test]
     fn lines_and_commands() {
         assert_eq!(Input::parse(b""), Nothing);
-        assert_eq!(Input::parse(b"."), Quit(None));
+        assert_eq!(Input::parse(b"."), QuitLine);
         assert_eq!(Input::parse(b".."), Say(b".."));
         assert_eq!(Input::parse(b" /who"), Say(b" /who"));
         assert_eq!(Input::parse(b"hello"), Say(b"hello"));

@@ -50,6 +50,8 @@ pub(crate) fn starts_a_tls_handshake(bytes: &[u8]) -> bool {
 pub(crate) enum End {
     /// The client sent `.`.
     Quit,
+    /// A chat member sent `/quit`, with its reason (escaped) if it gave one.
+    QuitCommand(Option<Box<str>>),
     /// The client shut down its sending side (or closed).
     ClientClosed,
     LineTooLong(LineTooLong),
@@ -76,6 +78,8 @@ impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             End::Quit => write!(f, "client sent \".\""),
+            End::QuitCommand(None) => write!(f, "/quit"),
+            End::QuitCommand(Some(reason)) => write!(f, "/quit {reason}"),
             End::ClientClosed => write!(f, "client closed its side"),
             End::LineTooLong(error) => write!(f, "{error}"),
             End::Idle(timeout) => write!(f, "nothing received for {timeout:?}"),

@@ -29,9 +29,23 @@ pub(crate) enum Mode {
 pub(crate) trait Session: Clone + Send + Sync + 'static {
     const MODE: Mode;
 
+    /// What the mode keeps of a connection while it lasts: nothing for
+    /// echo, the member for the chat.
+    type Guest: Send;
+
+    /// A connection has arrived; made before the log says it connected.
+    fn arrive(&self) -> Self::Guest;
+
+    /// Who the guest is, for the log lines: `None` for nobody by name.
+    fn name(guest: &Self::Guest) -> Option<&str>;
+
     /// Serves `connection` until it has to end, and says why. What the
     /// client is still owed is left in the outbox, for the close.
-    fn run(&self, connection: &mut Connection) -> impl Future<Output = End> + Send;
+    fn run(
+        &self,
+        guest: &mut Self::Guest,
+        connection: &mut Connection,
+    ) -> impl Future<Output = End> + Send;
 
     /// The server is shutting down: connections are told to stop.
     fn shut_down(&self) {}
@@ -47,9 +61,12 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::NotTls => Some(protocol::TLS_REQUIRED.to_string()),
         End::TooSlow { sendq } => Some(chat_text::too_slow(*sendq)),
         End::ShuttingDown if mode == Mode::Chat => Some(chat_text::SHUTTING_DOWN.to_string()),
-        End::Quit | End::ClientClosed if mode == Mode::Chat => Some(chat_text::BYE.to_string()),
+        End::Quit | End::QuitCommand(_) | End::ClientClosed if mode == Mode::Chat => {
+            Some(chat_text::BYE.to_string())
+        }
         End::ShuttingDown
         | End::Quit
+        | End::QuitCommand(_)
         | End::ClientClosed
         | End::NotReading(_)
         | End::Failed(_)
@@ -71,14 +88,15 @@ pub(crate) fn serve<S: Session>(
     stop: watch::Receiver<()>,
 ) -> impl Future<Output = ()> + use<S> {
     let logging = config.log_connections;
-    if logging {
-        info!("{peer} connected");
-    }
     // Made before the task starts, so the task holds the connection alone,
     // not also the parts it is made of.
     let mut connection = Connection::new(stream, config, stop);
     async move {
-        let end = session.run(&mut connection).await;
+        let mut guest = session.arrive();
+        if logging {
+            info!("{peer}{} connected", Named(S::name(&guest)));
+        }
+        let end = session.run(&mut guest, &mut connection).await;
         // A TLS client's handshake holds an LF, and is no nc to advise.
         let hint = match end {
             End::TlsClient => "",
@@ -89,7 +107,21 @@ pub(crate) fn serve<S: Session>(
         // whoever waits for that line can count on the slot.
         drop(slot);
         if logging {
-            info!("{peer} closed ({end}): {}{hint}", connection.stats());
+            let name = Named(S::name(&guest));
+            info!("{peer}{name} closed ({end}): {}{hint}", connection.stats());
+        }
+    }
+}
+
+/// A guest's name in a log line, after the peer's address: ` NAME`, or
+/// nothing.
+struct Named<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, " {name}"),
+            None => Ok(()),
         }
     }
 }

@@ -105,3 +105,33 @@ async fn a_stderr_nobody_reads_does_not_stop_shutdown() {
     assert!(status.success(), "{status}");
     drop(stderr);
 }
+
+#[tokio::test]
+async fn the_chat_log_names_each_member_and_how_it_left() {
+    let mut server = Server::start(&["--chat"]).await;
+    let leaves: [(&str, &[u8], &str); 4] = [
+        ("alice", b"/quit gotta go\n", "/quit gotta go"),
+        ("bob", b"/QUIT\n", "/quit"),
+        ("carol", b".\n", "client sent \".\""),
+        ("dave", b"", "client closed its side"),
+    ];
+    for (nick, leave, why) in leaves {
+        let mut member = member::Member::join(server.address).await;
+        let local = member.writer.local_addr().unwrap();
+        let guest = member.nick.clone();
+        let connected = server
+            .wait_for_log("the connected line", |line| line.ends_with(" connected"))
+            .await;
+        assert_eq!(connected, format!("{local} {guest} connected"));
+        member.send(&format!("/nick {nick}")).await;
+        member.expect(&format!("*** you are now {nick}")).await;
+        member.send_bytes(leave).await;
+        member.writer.shutdown().await.unwrap();
+        member.rest().await;
+        let closed = server
+            .wait_for_log("the closed line", |line| line.contains(" closed ("))
+            .await;
+        let said = format!("{local} {nick} closed ({why}): ");
+        assert!(closed.starts_with(&said), "{closed:?} is not {said:?}…");
+    }
+}
