@@ -38,7 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = stream.peer_addr().map_or(address, |peer| peer.to_string());
     match &config.tls {
         None => {
-            talk(config, &server, async move |exchange| {
+            talk(config, &server, "", async move |exchange| {
                 let mut stream = stream;
                 let (from_server, to_server) = stream.split();
                 exchange.run(from_server, to_server).await
@@ -46,9 +46,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
         }
         Some(tls) => {
-            let stream = connect::secure(stream, tls, &config).await?;
-            talk(config, &server, async move |exchange| {
-                let (from_server, to_server) = tokio::io::split(stream);
+            let secured = connect::secure(stream, tls, &config).await?;
+            let about = format!(" ({})", secured.about);
+            talk(config, &server, &about, async move |exchange| {
+                let (from_server, to_server) = tokio::io::split(secured.stream);
                 exchange.run(from_server, to_server).await
             })
             .await
@@ -57,16 +58,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs the exchange with `server`, which `connected` carries out over the
-/// connection once the threads for stdin and stdout are started.
+/// connection once the threads for stdin and stdout are started. `about`
+/// follows the address in the hint: how the connection is secured.
 async fn talk(
     config: Config,
     server: &str,
+    about: &str,
     connected: impl AsyncFnOnce(Exchange<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let on_terminal = io::stdin().is_terminal();
     if on_terminal {
         tell_terminal(&format!(
-            "connected to {server} — type lines, \".\" to quit"
+            "connected to {server}{about} — type lines, \".\" to quit"
         ));
     }
     // The descriptors themselves, unbuffered: the threads batch by hand.

@@ -72,9 +72,10 @@ pub async fn serve(
     // handled rather than killing the process.
     let shutdown = shutdown_signal()?;
     let listeners = bind_all(hosts, port, options).await?;
+    let with = if config.tls.is_some() { " (TLS)" } else { "" };
     for listener in &listeners {
         let address = listener.local_addr().context("reading the bound address")?;
-        info!("listening on {address}");
+        info!("listening on {address}{with}");
     }
     run(listeners, config, shutdown).await
 }

@@ -2,7 +2,12 @@
 //! certificate and key from PEM files, the client's trusted roots (the
 //! system's, or one PEM file's), and the name a server is checked against.
 //! Wrapping a socket is left to the server's accept and the client's
-//! connect; this module only makes their configurations.
+//! connect; this module makes their configurations, says what is wrong
+//! with a certificate clients will refuse ([`certificate`]), and words
+//! handshake failures ([`explain`]).
+
+pub mod certificate;
+pub mod explain;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +54,24 @@ pub fn server_config(files: &ServerFiles) -> anyhow::Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// One warning line if clients will refuse the server's certificate (see
+/// [`certificate::refusals`]) when they reach it as `hosts`.
+pub fn certificate_warning(files: &ServerFiles, hosts: &[&str]) -> anyhow::Result<Option<String>> {
+    let certs = certificates(&files.cert, "TLS certificate")?;
+    let now = x509_parser::time::ASN1Time::now();
+    let reasons = certs
+        .first()
+        .map(|first| certificate::refusals(first, hosts, now))
+        .unwrap_or_default();
+    Ok((!reasons.is_empty()).then(|| {
+        format!(
+            "clients will refuse the TLS certificate {}: {}",
+            files.cert.display(),
+            reasons.join("; ")
+        )
+    }))
+}
+
 /// The client's TLS configuration: it trusts the certificates in `ca` (a
 /// CA, or the server's own certificate) if given, else the system's roots.
 /// There is no way to trust a server without checking it.
@@ -80,6 +103,16 @@ pub fn client_config(ca: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// A TLS version as people write it: `TLS 1.3`.
+pub fn version_name(version: Option<tokio_rustls::rustls::ProtocolVersion>) -> &'static str {
+    use tokio_rustls::rustls::ProtocolVersion;
+    match version {
+        Some(ProtocolVersion::TLSv1_3) => "TLS 1.3",
+        Some(ProtocolVersion::TLSv1_2) => "TLS 1.2",
+        _ => "TLS",
+    }
 }
 
 /// The name the server's certificate must hold, and that is sent as SNI:

@@ -211,6 +211,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => {
             let files = chat::tls::ServerFiles { cert, key };
             let config = chat::tls::server_config(&files)?;
+            let hosts: Vec<&str> = args.host.iter().map(String::as_str).collect();
+            if let Some(warning) = chat::tls::certificate_warning(&files, &hosts)? {
+                tracing::warn!("{warning}");
+            }
             Some(server::Tls::new(config, args.tls_handshake_timeout.0))
         }
         // clap makes each require the other.

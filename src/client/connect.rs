@@ -13,6 +13,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::config::{Config, Tls};
 use crate::address::host_port;
+use crate::tls::explain;
 
 /// Connects to the first address of the host that answers, within the
 /// connect timeout for all of them.
@@ -32,13 +33,14 @@ pub(super) async fn connect(config: &Config) -> anyhow::Result<TcpStream> {
 }
 
 /// Makes the TLS handshake on `stream` and checks the server's certificate,
-/// within the connect timeout. Errors name the address, as rustls words
-/// the cause (`TLS with HOST:PORT: invalid peer certificate: UnknownIssuer`).
+/// within the connect timeout. Errors name the address and say the cause
+/// in words (`TLS with HOST:PORT: the server's certificate is not signed by
+/// a CA this client trusts (give it with --tls-ca FILE)`).
 pub(super) async fn secure(
     stream: TcpStream,
     tls: &Tls,
     config: &Config,
-) -> anyhow::Result<TlsStream<TcpStream>> {
+) -> anyhow::Result<Secured> {
     let address = host_port(&config.host, config.port);
     let context = || format!("TLS with {address}");
     let name = match &tls.server_name {
@@ -47,11 +49,26 @@ pub(super) async fn secure(
             .map_err(|error| anyhow!("{error}: give the name to check with --tls-server-name"))
             .with_context(context)?,
     };
+    let checked = name.to_str().into_owned();
     let handshake = TlsConnector::from(Arc::clone(&tls.config)).connect(name, stream);
     let done = within(config.connect_timeout, handshake)
         .await
         .with_context(context)?;
-    done.with_context(context)
+    let stream = done
+        .map_err(|error| anyhow!(explain::client_failure(&error, &checked)))
+        .with_context(context)?;
+    let version = crate::tls::version_name(stream.get_ref().1.protocol_version());
+    Ok(Secured {
+        stream,
+        about: format!("{version}, certificate for {checked}"),
+    })
+}
+
+/// A connection whose handshake is done, and what to tell a person of it
+/// (`TLS 1.3, certificate for NAME`).
+pub(super) struct Secured {
+    pub stream: TlsStream<TcpStream>,
+    pub about: String,
 }
 
 /// `operation`'s result, or an error once `limit` has passed.

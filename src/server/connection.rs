@@ -202,6 +202,13 @@ impl Connection {
         }
     }
 
+    /// ` over TLS 1.3` with TLS, nothing without: for the log lines.
+    pub(crate) fn over(&self) -> String {
+        self.stream
+            .tls_version()
+            .map_or_else(String::new, |version| format!(" over {version}"))
+    }
+
     /// The counts so far, for the close log line.
     pub(crate) fn stats(&self) -> &Stats {
         &self.stats

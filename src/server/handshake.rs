@@ -16,6 +16,7 @@ use tracing::info;
 use super::config::{Config, Tls};
 use super::connection::Stream;
 use super::session;
+use crate::tls::explain;
 
 /// The first byte of every TLS handshake: the record type "handshake".
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -68,6 +69,6 @@ async fn open(acceptor: &TlsAcceptor, stream: TcpStream) -> Opened {
     }
     match acceptor.accept(stream).await {
         Ok(stream) => Opened::Tls(Box::new(stream)),
-        Err(error) => Opened::Failed(error.to_string()),
+        Err(error) => Opened::Failed(explain::server_failure(&error)),
     }
 }

@@ -94,7 +94,11 @@ pub(crate) fn serve<S: Session>(
     async move {
         let mut guest = session.arrive();
         if logging {
-            info!("{peer}{} connected", Named(S::name(&guest)));
+            info!(
+                "{peer}{} connected{}",
+                Named(S::name(&guest)),
+                connection.over()
+            );
         }
         let end = session.run(&mut guest, &mut connection).await;
         // A TLS client's handshake holds an LF, and is no nc to advise.
@@ -108,7 +112,8 @@ pub(crate) fn serve<S: Session>(
         drop(slot);
         if logging {
             let name = Named(S::name(&guest));
-            info!("{peer}{name} closed ({end}): {}{hint}", connection.stats());
+            let (stats, over) = (connection.stats(), connection.over());
+            info!("{peer}{name} closed ({end}): {stats}{over}{hint}");
         }
     }
 }

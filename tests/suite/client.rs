@@ -284,11 +284,16 @@ async fn a_closed_stdout_ends_it_quietly() {
     writer.abort();
 }
 
-/// Runs `chat-client` for the server at `address` on a pseudo-terminal
-/// (through `script`, which copies our `input` to it), and returns what the
-/// terminal showed once the client has exited.
-async fn on_a_terminal(address: SocketAddr, input: &[u8]) -> String {
-    let client = format!("{CLIENT} --host {} --port {}", address.ip(), address.port());
+/// Runs `chat-client ARGS` (no spaces in them) for the server at `address`
+/// on a pseudo-terminal (through `script`, which copies our `input` to it),
+/// and returns what the terminal showed once the client has exited.
+pub async fn on_a_terminal(address: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let client = format!(
+        "{CLIENT} --host {} --port {} {}",
+        address.ip(),
+        address.port(),
+        args.join(" ")
+    );
     let mut terminal = command("script");
     terminal.args(["--quiet", "--return", "--command", &client, "/dev/null"]);
     let mut child = terminal
@@ -310,7 +315,7 @@ async fn on_a_terminal(address: SocketAddr, input: &[u8]) -> String {
 #[tokio::test]
 async fn prints_a_hint_on_a_terminal_only() {
     let server = Server::start(&["--quiet"]).await;
-    let seen = on_a_terminal(server.address, b"hi\n.\n").await;
+    let seen = on_a_terminal(server.address, &[], b"hi\n.\n").await;
     let hint = format!(
         "connected to {} — type lines, \".\" to quit",
         server.address
@@ -328,7 +333,7 @@ async fn on_a_terminal_a_close_by_the_server_is_said() {
         let mut stream = accept(&listener).await;
         stream.write_all(b"bye\r\n").await.unwrap();
     });
-    let seen = on_a_terminal(address, b"").await;
+    let seen = on_a_terminal(address, &[], b"").await;
     serving.await.unwrap();
     assert!(seen.contains("bye"), "{seen:?}");
     assert!(

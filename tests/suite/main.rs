@@ -26,3 +26,4 @@ mod server;
 mod shutdown;
 mod stress;
 mod tls;
+mod tls_words;

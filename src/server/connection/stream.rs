@@ -34,6 +34,17 @@ impl Stream {
         }
     }
 
+    /// The TLS version agreed (`TLS 1.3`), for the log; `None` for plain
+    /// TCP.
+    pub(super) fn tls_version(&self) -> Option<&'static str> {
+        let Stream::Tls(stream) = self else {
+            return None;
+        };
+        Some(crate::tls::version_name(
+            stream.get_ref().1.protocol_version(),
+        ))
+    }
+
     /// Replies are batched by hand, so Nagle's delay would only add latency.
     pub(super) fn set_nodelay(&self) {
         let _ = self.tcp().set_nodelay(true);

@@ -1,6 +1,7 @@
 //! Certificates made at test time (rcgen): a CA, a server certificate it
 //! signs for `localhost` and `127.0.0.1`, and a second CA that signs
-//! nothing, each in a PEM file of a directory removed at the end.
+//! nothing, each in a PEM file of a directory removed at the end; on
+//! request, server certificates that clients refuse ([`Refused`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +19,22 @@ pub struct Certs {
     pub other_ca: PathBuf,
     /// A key that does not go with `cert`.
     pub other_key: PathBuf,
+    /// The CA's key, and what signs with it.
+    ca_key: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// What is wrong with a server certificate that clients refuse.
+#[derive(Clone, Copy, Debug)]
+pub enum Refused {
+    /// The CA's own certificate, `CA:TRUE`.
+    CaAsServer,
+    /// Valid in 2020 only.
+    Expired,
+    /// Valid from 2099 only.
+    NotYetValid,
+    /// For `other.example` only.
+    OtherName,
 }
 
 impl Certs {
@@ -30,6 +47,7 @@ impl Certs {
         ));
         std::fs::create_dir_all(&dir).expect("making the certificates' directory");
         let (ca_pem, issuer) = make_ca("chat test CA");
+        let ca_key = issuer.key().serialize_pem();
         let (other_ca_pem, _) = make_ca("another CA");
         let key = KeyPair::generate().expect("a key");
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
@@ -50,8 +68,50 @@ impl Certs {
             key: write("key.pem", key.serialize_pem()),
             other_ca: write("other-ca.pem", other_ca_pem),
             other_key: write("other-key.pem", other_key.serialize_pem()),
+            ca_key: write("ca-key.pem", ca_key),
+            issuer,
             dir,
         }
+    }
+
+    /// A certificate clients refuse as `refused` says, with its key, as
+    /// `--tls-cert CERT --tls-key KEY`.
+    pub fn refused_args(&self, refused: Refused) -> Vec<String> {
+        let (cert, key) = match refused {
+            Refused::CaAsServer => (self.ca.clone(), self.ca_key.clone()),
+            _ => {
+                let names = match refused {
+                    Refused::OtherName => vec!["other.example".to_string()],
+                    _ => vec!["localhost".to_string(), "127.0.0.1".to_string()],
+                };
+                let mut params = CertificateParams::new(names).expect("valid names");
+                match refused {
+                    Refused::Expired => {
+                        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+                    }
+                    Refused::NotYetValid => {
+                        params.not_before = rcgen::date_time_ymd(2099, 1, 1);
+                        params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+                    }
+                    _ => {}
+                }
+                let key = KeyPair::generate().expect("a key");
+                let cert = params.signed_by(&key, &self.issuer).expect("signing");
+                let name = format!("{refused:?}").to_lowercase();
+                let cert_path = self.dir.join(format!("{name}.pem"));
+                let key_path = self.dir.join(format!("{name}-key.pem"));
+                std::fs::write(&cert_path, cert.pem()).expect("writing a PEM file");
+                std::fs::write(&key_path, key.serialize_pem()).expect("writing a PEM file");
+                (cert_path, key_path)
+            }
+        };
+        vec![
+            "--tls-cert".to_string(),
+            path(&cert),
+            "--tls-key".to_string(),
+            path(&key),
+        ]
     }
 
     /// `--tls-cert CERT --tls-key KEY`, for the server.

@@ -61,6 +61,17 @@ pub struct Server {
     /// timestamp and level), read as they come so the server never blocks
     /// on a full pipe.
     log: mpsc::UnboundedReceiver<String>,
+    /// The messages before `listening on` (start-up warnings), and that
+    /// line itself.
+    pub started: Vec<String>,
+}
+
+/// The address in a `listening on ADDR` line (less its ` (TLS)`).
+pub fn listening_address(rest: &str) -> SocketAddr {
+    let address = rest.split(' ').next().unwrap_or(rest);
+    address
+        .parse()
+        .unwrap_or_else(|_| panic!("the listening line names an address: {rest:?}"))
 }
 
 impl Server {
@@ -95,18 +106,25 @@ impl Server {
                 }
             }
         });
-        let first = within("the listening line", log.recv())
-            .await
-            .expect("chat-server prints a line before exiting");
-        let address = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line is `listening on ADDR`, not {first:?}"))
-            .parse()
-            .expect("the listening line names an address");
+        let mut started = Vec::new();
+        let address = within("the listening line", async {
+            loop {
+                let Some(line) = log.recv().await else {
+                    panic!("chat-server ended before `listening on ADDR`: {started:?}");
+                };
+                let bound = line.strip_prefix("listening on ").map(listening_address);
+                started.push(line);
+                if let Some(address) = bound {
+                    return address;
+                }
+            }
+        })
+        .await;
         Server {
             child,
             address,
             log,
+            started,
         }
     }
 
