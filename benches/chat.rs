@@ -177,16 +177,18 @@ impl LinkedServer {
             .spawn()
             .unwrap();
         let mut log = std::io::BufReader::new(process.stderr.take().unwrap());
-        let mut address = None;
+        let (mut address, mut linked) = (None, false);
         let mut line = String::new();
-        while address.is_none() || !line.contains("linked through") {
+        while address.is_none() || !linked {
             line.clear();
             assert!(
                 std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
                 "chat-server ended"
             );
+            linked |= line.contains("linked through");
             if let Some((_, bound)) = line.split_once("listening on ") {
-                address = Some(bound.trim().parse().unwrap());
+                let bound = bound.split_whitespace().next().unwrap_or_default();
+                address = Some(bound.parse().unwrap());
             }
         }
         // Keep reading its log, so it never blocks on a full pipe.

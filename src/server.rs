@@ -72,12 +72,23 @@ pub async fn serve(
     // handled rather than killing the process.
     let shutdown = shutdown_signal()?;
     let listeners = bind_all(hosts, port, options).await?;
+    let config = Arc::new(config);
+    // Every start-up check is done before the listening line: the link's
+    // (a node name in use) too.
+    let chat = match &config.chat {
+        Some(settings) => Some(Chat::start(settings, config.format.written_delimiter()).await?),
+        None => None,
+    };
     let with = if config.tls.is_some() { " (TLS)" } else { "" };
     for listener in &listeners {
         let address = listener.local_addr().context("reading the bound address")?;
         info!("listening on {address}{with}");
     }
-    run(listeners, config, shutdown).await
+    match chat {
+        None => serve_with(Echo, listeners, config, shutdown).await,
+        Some(chat) => serve_with(chat, listeners, config, shutdown).await,
+    }
+    Ok(())
 }
 
 /// Completes on the first SIGINT, SIGTERM or SIGHUP (the terminal was

@@ -61,9 +61,12 @@ pub struct Server {
     /// timestamp and level), read as they come so the server never blocks
     /// on a full pipe.
     log: mpsc::UnboundedReceiver<String>,
-    /// The messages before `listening on` (start-up warnings), and that
-    /// line itself.
+    /// The messages before `listening on` (start-up warnings, the link's
+    /// first word), and that line itself.
     pub started: Vec<String>,
+    /// Those but the listening line, for [`Server::wait_for_log`] to look
+    /// at first.
+    unseen: std::collections::VecDeque<String>,
 }
 
 /// The address in a `listening on ADDR` line (less its ` (TLS)`).
@@ -124,6 +127,7 @@ impl Server {
             child,
             address,
             log,
+            unseen: started[..started.len() - 1].iter().cloned().collect(),
             started,
         }
     }
@@ -134,6 +138,11 @@ impl Server {
 
     /// Waits for a log line satisfying `wanted`, and returns it.
     pub async fn wait_for_log(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        while let Some(line) = self.unseen.pop_front() {
+            if wanted(&line) {
+                return line;
+            }
+        }
         within(what, async {
             loop {
                 match self.log.recv().await {
