@@ -145,6 +145,9 @@ enum Handled {
     /// Lines may be waiting, but the member's last line waits for room in
     /// the link's queue.
     LinkFull,
+    /// Lines may be waiting, but the member's greeting (a linked room's
+    /// `here:` line) is not all there yet: what it says comes after.
+    Greeting,
 }
 
 impl Member<'_> {
@@ -215,9 +218,14 @@ impl Member<'_> {
     fn handle_lines(&mut self, connection: &mut Connection) -> Result<Handled, End> {
         let mut batch = BytesMut::new();
         let mut handled = 0;
+        // Looked at again only after a command: a line costs no lock.
+        let mut greeting = self.mailbox.greeting_pending();
         let result = loop {
             if self.blocked.is_some() {
                 break Ok(Handled::LinkFull);
+            }
+            if greeting {
+                break Ok(Handled::Greeting);
             }
             if self.rate.as_ref().is_some_and(|rate| !rate.has_token()) {
                 break Ok(Handled::OverRate);
@@ -254,6 +262,7 @@ impl Member<'_> {
                     if let Err(end) = self.obey(command) {
                         break Err(end);
                     }
+                    greeting = self.mailbox.greeting_pending();
                 }
             }
             if batch.len() >= BATCH_BYTES {

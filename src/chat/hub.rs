@@ -383,6 +383,7 @@ impl Hub {
             let local = state.sorted_names(room, text::HERE_NAMES);
             let local = local.into_iter().map(str::to_string).collect();
             let total = state.rooms.get(room).map_or(0, |room| room.members.len());
+            entry_mailbox.await_greeting();
             let answer = self.here_across(local, total, arriving, &entry_mailbox);
             link.here(Arc::from(room), answer);
         } else {

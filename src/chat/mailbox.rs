@@ -30,6 +30,9 @@ struct Queue {
     /// rather than a `Notify`: a waiting member's task then holds no waiter
     /// of its own.
     waiting: Option<Waker>,
+    /// The rest of the member's greeting (a linked room's `here:` line) is
+    /// on its way: what the member sends waits for it.
+    greeting_pending: bool,
 }
 
 /// Why a member's mailbox stopped taking lines.
@@ -69,6 +72,23 @@ impl Mailbox {
         if let Some(waker) = waiting {
             waker.wake();
         }
+    }
+
+    /// The rest of the member's greeting will come by [`Mailbox::greet`]:
+    /// until then, [`Mailbox::greeting_pending`] says so.
+    pub fn await_greeting(&self) {
+        self.lock().greeting_pending = true;
+    }
+
+    /// Queues the rest of the member's greeting: its lines are read again.
+    pub fn greet(&self, bytes: Bytes) {
+        self.lock().greeting_pending = false;
+        self.push(bytes);
+    }
+
+    /// Whether the member's greeting is still on its way.
+    pub fn greeting_pending(&self) -> bool {
+        self.lock().greeting_pending
     }
 
     /// Closes the mailbox for a shutdown: the member's task wakes and ends.

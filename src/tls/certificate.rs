@@ -22,7 +22,8 @@ pub fn refusals(der: &[u8], hosts: &[&str], now: ASN1Time) -> Vec<String> {
     if certificate.is_ca() {
         reasons.push(
             "it is a CA certificate (basicConstraints CA:TRUE), which clients refuse as a \
-             server's: sign a server certificate with it instead (see the README, TLS)"
+             server's: make it with basicConstraints=critical,CA:FALSE, or sign one with it \
+             (see the README, TLS)"
                 .to_string(),
         );
     }

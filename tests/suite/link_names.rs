@@ -28,7 +28,8 @@ async fn a_joining_member_is_told_who_is_here_on_every_server() {
         ]
     );
     bob.send("/join rust").await;
-    bob.expect("*** you are in #rust").await;
+    // alice's rename may reach bob just after the here line that has it.
+    line_where(&mut bob, |line| line == "*** you are in #rust").await;
     bob.expect("*** here: guest1 (1)").await;
 }
 
@@ -90,4 +91,34 @@ async fn msg_finds_the_only_server_with_that_nick_and_names_several() {
     let sent = line_where(&mut alice, |line| line.starts_with("->")).await;
     assert_eq!(sent, "-> *bob@three* now you");
     line_where(&mut other_bob, |line| line == "*alice@one* now you").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_member_sends_at_once_waits_for_its_greeting() {
+    let broker = Broker::start().await;
+    let one = linked(&broker, "one", &[]).await;
+    let _two = linked(&broker, "two", &[]).await;
+    let mut stream = connect(one.address).await;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"/nick alice\n/join rust\n/who\n")
+        .await
+        .unwrap();
+    let mut member = BufReader::new(stream);
+    let mut lines = Vec::new();
+    for _ in 0..7 {
+        let mut line = String::new();
+        within("a line", member.read_line(&mut line)).await.unwrap();
+        lines.push(line.trim_end().to_string());
+    }
+    assert_eq!(
+        lines,
+        [
+            "*** welcome to #lobby, you are guest1",
+            "*** here: guest1 (1)",
+            "*** type to talk; /help for commands; \".\" or /quit to leave",
+            "*** you are now alice",
+            "*** you are in #rust",
+            "*** here: alice (1)",
+            "*** here in #rust (1): alice",
+        ]
+    );
 }

@@ -99,7 +99,7 @@ impl Hub {
             if arriving {
                 lines.push(text::HOW_TO_TALK.to_string());
             }
-            to.push(lines_with(&delimiter, &lines));
+            to.greet(lines_with(&delimiter, &lines));
         })
     }
 
