@@ -63,13 +63,7 @@ impl Hub {
     ) -> Answer<Vec<RemoteNick>> {
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         Box::new(move |remote| {
-            let mut names = local;
-            names.extend(
-                remote
-                    .iter()
-                    .map(|member| escaped(shown(member).as_bytes())),
-            );
-            names.sort_by_key(|name| name.to_ascii_lowercase());
+            let names = merged(local, &remote);
             let lines = text::who(&room, names.iter().map(String::as_str), names.len());
             to.push(lines_with(&delimiter, &lines));
         })
@@ -88,13 +82,7 @@ impl Hub {
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         Box::new(move |remote| {
             let total = local_total + remote.len();
-            let mut names = local;
-            names.extend(
-                remote
-                    .iter()
-                    .map(|member| escaped(shown(member).as_bytes())),
-            );
-            names.sort_by_key(|name| name.to_ascii_lowercase());
+            let names = merged(local, &remote);
             let mut lines = vec![text::here(names.iter().map(String::as_str), total)];
             if arriving {
                 lines.push(text::HOW_TO_TALK.to_string());
@@ -269,6 +257,19 @@ impl Port for Hub {
             state.send_to_room(room, None, &lines);
         }
     }
+}
+
+/// `local` names and the other servers' members (as `NICK@NODE`, escaped)
+/// in one list, sorted case aside.
+fn merged(local: Vec<String>, remote: &[RemoteNick]) -> Vec<String> {
+    let mut names = local;
+    names.extend(
+        remote
+            .iter()
+            .map(|member| escaped(shown(member).as_bytes())),
+    );
+    names.sort_by_key(|name| name.to_ascii_lowercase());
+    names
 }
 
 /// A member of another server as members see it: `NICK@NODE`.
