@@ -8,7 +8,7 @@ mod command;
 mod escape;
 mod hub;
 mod mailbox;
-pub mod names;
+pub use crate::names;
 mod rate;
 mod settings;
 
@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::time::Sleep;
 
+use crate::framing::LineFormat;
 use crate::link;
 use crate::protocol::chat as text;
 use crate::server::connection::queued::{SendQueue, Wake};
@@ -45,8 +46,13 @@ pub(crate) struct Chat {
 impl Chat {
     /// The chat's hub, linked to the other servers when `--link` says so
     /// (which waits for the broker's first answer, or a little while).
-    pub(crate) async fn start(settings: &Settings, delimiter: &[u8]) -> anyhow::Result<Chat> {
-        let hub = Arc::new(Hub::new(settings.clone(), delimiter));
+    pub(crate) async fn start(settings: &Settings, format: &LineFormat) -> anyhow::Result<Chat> {
+        let delimiter = format.written_delimiter();
+        let hub = Arc::new(Hub::new(
+            settings.clone(),
+            delimiter,
+            format.max_line_bytes(),
+        ));
         if let Some(link) = &settings.link {
             let port: Arc<dyn link::Port> = Arc::clone(&hub) as _;
             hub.set_link(link::start(port, link.clone()).await?);
@@ -145,9 +151,10 @@ enum Handled {
     /// Lines may be waiting, but the member's last line waits for room in
     /// the link's queue.
     LinkFull,
-    /// Lines may be waiting, but the member's greeting (a linked room's
-    /// `here:` line) is not all there yet: what it says comes after.
-    Greeting,
+    /// Lines may be waiting, but an answer from the other servers (the
+    /// rest of a greeting, `/who`, …) is not there yet: what the member
+    /// says next comes after it.
+    Awaiting,
 }
 
 impl Member<'_> {
@@ -219,13 +226,13 @@ impl Member<'_> {
         let mut batch = BytesMut::new();
         let mut handled = 0;
         // Looked at again only after a command: a line costs no lock.
-        let mut greeting = self.mailbox.greeting_pending();
+        let mut awaiting = self.mailbox.awaiting();
         let result = loop {
             if self.blocked.is_some() {
                 break Ok(Handled::LinkFull);
             }
-            if greeting {
-                break Ok(Handled::Greeting);
+            if awaiting {
+                break Ok(Handled::Awaiting);
             }
             if self.rate.as_ref().is_some_and(|rate| !rate.has_token()) {
                 break Ok(Handled::OverRate);
@@ -246,14 +253,14 @@ impl Member<'_> {
                     self.blocked = self.hub.relay(self.id, said, false).err();
                     self.reserve_batch(&mut batch, buffered);
                     text::said_prefix(&mut batch, &self.nick);
-                    escape::escape_into(&mut batch, said);
+                    escape::escape_into(&mut batch, said, self.hub.max_text());
                     batch.extend_from_slice(self.hub.delimiter());
                 }
                 Input::Action(action) if !action.is_empty() => {
                     self.blocked = self.hub.relay(self.id, action, true).err();
                     self.reserve_batch(&mut batch, buffered);
                     text::action_prefix(&mut batch, &self.nick);
-                    escape::escape_into(&mut batch, action);
+                    escape::escape_into(&mut batch, action, self.hub.max_text());
                     batch.extend_from_slice(self.hub.delimiter());
                 }
                 Input::Nothing => {}
@@ -262,7 +269,7 @@ impl Member<'_> {
                     if let Err(end) = self.obey(command) {
                         break Err(end);
                     }
-                    greeting = self.mailbox.greeting_pending();
+                    awaiting = self.mailbox.awaiting();
                 }
             }
             if batch.len() >= BATCH_BYTES {

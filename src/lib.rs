@@ -35,6 +35,7 @@ mod echo;
 pub mod framing;
 pub mod link;
 pub mod log;
+pub mod names;
 pub mod protocol;
 pub mod server;
 pub mod tls;

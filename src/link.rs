@@ -26,6 +26,7 @@
 mod ask;
 mod broker;
 mod handle;
+mod order;
 mod port;
 mod room;
 mod task;

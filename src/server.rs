@@ -76,7 +76,7 @@ pub async fn serve(
     // Every start-up check is done before the listening line: the link's
     // (a node name in use) too.
     let chat = match &config.chat {
-        Some(settings) => Some(Chat::start(settings, config.format.written_delimiter()).await?),
+        Some(settings) => Some(Chat::start(settings, &config.format).await?),
         None => None,
     };
     let with = if config.tls.is_some() { " (TLS)" } else { "" };
@@ -120,7 +120,7 @@ pub async fn run(
     match &config.chat {
         None => serve_with(Echo, listeners, config, shutdown).await,
         Some(settings) => {
-            let chat = Chat::start(settings, config.format.written_delimiter()).await?;
+            let chat = Chat::start(settings, &config.format).await?;
             serve_with(chat, listeners, config, shutdown).await;
         }
     }

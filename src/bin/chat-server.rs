@@ -140,12 +140,8 @@ fn link_url(text: &str) -> Result<String, String> {
 
 /// Parses `--node`: 1-32 letters, digits, - or _.
 fn node_name(text: &str) -> Result<String, String> {
-    let valid = (1..=32).contains(&text.len())
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    valid
-        .then(|| text.to_string())
+    chat::names::node(text.as_bytes())
+        .map(str::to_string)
         .ok_or_else(|| "a node name is 1-32 letters, digits, - or _".to_string())
 }
 

@@ -1,13 +1,46 @@
 //! Relayed text made terminal-safe: a member's line can never move another
 //! member's cursor, change its colours, or forge a line of its own.
 
+use std::fmt::Write;
+
 use bytes::BytesMut;
+
+use crate::protocol::chat as text;
 
 /// Appends `text` to `out` with every C0 control byte but TAB, DEL, every
 /// C1 control and every byte that is not part of valid UTF-8 written as
-/// `\xNN`. Valid UTF-8 otherwise passes unchanged (`é` stays `é`).
-pub fn escape_into(out: &mut BytesMut, text: &[u8]) {
+/// `\xNN`, and the invisible format characters that can reorder or hide
+/// text written `\u{XXXX}`. Valid UTF-8 otherwise passes unchanged (`é`
+/// stays `é`).
+///
+/// What `text` becomes is cut to at most `limit` bytes, ending in
+/// [`text::CUT`]: escaping can make a line four times as long, and no
+/// member is sent a line longer than the server takes.
+pub fn escape_into(out: &mut BytesMut, text: &[u8], limit: usize) {
     // Most lines are plain printable ASCII: one pass to check, one copy.
+    if text.len() <= limit && text.iter().all(|&byte| is_plain_ascii(byte)) {
+        out.extend_from_slice(text);
+        return;
+    }
+    let start = out.len();
+    escape_all(out, text);
+    if out.len() - start > limit {
+        cut(out, start, limit);
+    }
+}
+
+/// Cuts what was escaped from `start` on to `limit` bytes, marker
+/// included, on a character boundary.
+fn cut(out: &mut BytesMut, start: usize, limit: usize) {
+    let mut end = start + limit.saturating_sub(text::CUT.len());
+    while end > start && out[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    out.truncate(end);
+    out.extend_from_slice(text::CUT.as_bytes());
+}
+
+fn escape_all(out: &mut BytesMut, text: &[u8]) {
     if text.iter().all(|&byte| is_plain_ascii(byte)) {
         out.extend_from_slice(text);
         return;
@@ -20,6 +53,9 @@ pub fn escape_into(out: &mut BytesMut, text: &[u8]) {
                 for &byte in character.encode_utf8(&mut encoded).as_bytes() {
                     write_hex(out, byte);
                 }
+            } else if is_invisible_format(code) {
+                // Four hex digits: every one of them is below U+10000.
+                let _ = write!(Writer(out), "\\u{{{code:04X}}}");
             } else {
                 let mut encoded = [0; 4];
                 out.extend_from_slice(character.encode_utf8(&mut encoded).as_bytes());
@@ -34,9 +70,30 @@ pub fn escape_into(out: &mut BytesMut, text: &[u8]) {
 /// `text` escaped, as a string (for notices that quote what a member typed).
 pub fn escaped(text: &[u8]) -> String {
     let mut out = BytesMut::with_capacity(text.len());
-    escape_into(&mut out, text);
+    escape_all(&mut out, text);
     // Escaping leaves only valid UTF-8: invalid bytes became `\xNN`.
     String::from_utf8(out.to_vec()).unwrap_or_default()
+}
+
+/// The characters that reorder or hide text on a terminal: the bidi
+/// embeddings, overrides and isolates, the bidi marks, the line and
+/// paragraph separators, the zero-width space and the byte-order mark. The
+/// joiners (U+200C, U+200D) pass: scripts and emoji need them.
+fn is_invisible_format(code: u32) -> bool {
+    matches!(
+        code,
+        0x200B | 0x200E | 0x200F | 0x2028..=0x202E | 0x2066..=0x2069 | 0xFEFF
+    )
+}
+
+/// `BytesMut` as a `fmt::Write`, for the `\u{XXXX}` form.
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
 }
 
 /// Printable ASCII or TAB: passes as it is.
@@ -61,8 +118,24 @@ mod tests {
 
     fn escape(text: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();
-        escape_into(&mut out, text);
+        escape_into(&mut out, text, usize::MAX);
         out.to_vec()
+    }
+
+    #[test]
+    fn what_escaping_makes_longer_is_cut_at_the_limit() {
+        let mut out = BytesMut::from(&b"<x> "[..]);
+        escape_into(&mut out, &[0x01; 100], 40);
+        assert_eq!(out.len(), 4 + 40);
+        assert!(out.ends_with(text::CUT.as_bytes()), "{out:?}");
+        let mut out = BytesMut::new();
+        escape_into(&mut out, "é".repeat(50).as_bytes(), 21);
+        let out = std::str::from_utf8(&out).expect("cut on a character boundary");
+        assert!(out.len() <= 21, "{out}");
+        assert!(out.ends_with(text::CUT), "{out}");
+        let mut out = BytesMut::new();
+        escape_into(&mut out, b"short", 40);
+        assert_eq!(&out[..], b"short");
     }
 
     #[test]
@@ -81,6 +154,18 @@ mod tests {
         assert_eq!(escaped(b"\n"), r"\x0A");
     }
 
+    #[test]
+    fn invisible_format_characters_are_written_as_code_points() {
+        let text = "a\u{202E}b\u{2066}c\u{200F}d\u{2028}e\u{200B}f\u{FEFF}g";
+        assert_eq!(
+            escaped(text.as_bytes()),
+            r"a\u{202E}b\u{2066}c\u{200F}d\u{2028}e\u{200B}f\u{FEFF}g"
+        );
+        // The joiners stay: emoji and scripts need them.
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200C}";
+        assert_eq!(escaped(family.as_bytes()), family);
+    }
+
     proptest! {
         /// Whatever a member sends, what others receive is valid UTF-8 with
         /// no control character but TAB, and says every plain byte as sent.
@@ -89,6 +174,7 @@ mod tests {
             let out = escape(&text);
             let out = std::str::from_utf8(&out).expect("valid UTF-8");
             prop_assert!(out.chars().all(|c| c == '\t' || !c.is_control()));
+            prop_assert!(!out.chars().any(|c| is_invisible_format(u32::from(c))));
             if text.iter().all(|&b| is_plain_ascii(b)) {
                 prop_assert_eq!(out.as_bytes(), &text[..]);
             }

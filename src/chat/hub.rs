@@ -38,6 +38,8 @@ pub struct Hub {
     settings: Settings,
     /// Written after every line.
     delimiter: Bytes,
+    /// `--max-line-bytes`: what a relayed text may take, escaped.
+    max_text: usize,
     /// With `--link`, set once at start.
     link: OnceLock<Arc<Link>>,
 }
@@ -92,13 +94,22 @@ impl Nick {
 }
 
 impl Hub {
-    pub fn new(settings: Settings, delimiter: &[u8]) -> Self {
+    /// The hub of a chat whose members' lines end with `delimiter` and
+    /// hold at most `max_line_bytes`.
+    pub fn new(settings: Settings, delimiter: &[u8], max_line_bytes: usize) -> Self {
         Self {
             state: Mutex::default(),
             settings,
             delimiter: Bytes::copy_from_slice(delimiter),
+            max_text: max_line_bytes,
             link: OnceLock::new(),
         }
+    }
+
+    /// The most bytes a relayed text may take once escaped: what the
+    /// server takes in a line.
+    pub fn max_text(&self) -> usize {
+        self.max_text
     }
 
     pub fn settings(&self) -> &Settings {
@@ -301,6 +312,12 @@ impl Hub {
             && let Some(at) = memchr::memrchr(b'@', to)
         {
             let (nick, node) = (&to[..at], &to[at + 1..]);
+            // Nothing typed reaches the link unless it is a nick and a node.
+            if names::nick(nick).is_none() || names::node(node).is_none() {
+                let error = text::no_such_nick(&escaped(to));
+                state.send_to(from, self.lines(&[error]));
+                return;
+            }
             if node != link.node().as_bytes() {
                 let to = RemoteNick {
                     nick: String::from_utf8_lossy(nick).into_owned(),
@@ -318,7 +335,8 @@ impl Hub {
             .and_then(|nick| state.nicks.get(names::fold(nick).as_ref()))
             .and_then(|id| state.members.get(id));
         let Some(receiver) = receiver else {
-            if let Some(link) = self.link().filter(|_| !this_node_named) {
+            let asked = names::nick(to).filter(|_| !this_node_named);
+            if let (Some(link), Some(_)) = (self.link(), asked) {
                 let answer = self.message_anyone(to, message, &sender.mailbox);
                 let nick = String::from_utf8_lossy(to).into_owned();
                 link.message_anyone(Arc::clone(&sender.nick.shown), nick, message, answer);
@@ -330,11 +348,11 @@ impl Hub {
         };
         let mut private = BytesMut::new();
         text::private_prefix(&mut private, &sender.nick.shown);
-        escape_into(&mut private, message);
+        escape_into(&mut private, message, self.max_text);
         private.extend_from_slice(&self.delimiter);
         let mut copy = BytesMut::new();
         text::private_sent_prefix(&mut copy, &receiver.nick.shown);
-        escape_into(&mut copy, message);
+        escape_into(&mut copy, message, self.max_text);
         copy.extend_from_slice(&self.delimiter);
         // The copy first: a member who messages itself sees it sent, then
         // received.
@@ -383,7 +401,6 @@ impl Hub {
             let local = state.sorted_names(room, text::HERE_NAMES);
             let local = local.into_iter().map(str::to_string).collect();
             let total = state.rooms.get(room).map_or(0, |room| room.members.len());
-            entry_mailbox.await_greeting();
             let answer = self.here_across(local, total, arriving, &entry_mailbox);
             link.here(Arc::from(room), answer);
         } else {

@@ -30,9 +30,10 @@ struct Queue {
     /// rather than a `Notify`: a waiting member's task then holds no waiter
     /// of its own.
     waiting: Option<Waker>,
-    /// The rest of the member's greeting (a linked room's `here:` line) is
-    /// on its way: what the member sends waits for it.
-    greeting_pending: bool,
+    /// An answer from the other servers is on its way (the rest of a
+    /// greeting, `/who`, `/rooms`, `/msg` across): what the member sends
+    /// waits for it, so answers come in the order asked, one at a time.
+    awaiting: bool,
 }
 
 /// Why a member's mailbox stopped taking lines.
@@ -74,21 +75,21 @@ impl Mailbox {
         }
     }
 
-    /// The rest of the member's greeting will come by [`Mailbox::greet`]:
-    /// until then, [`Mailbox::greeting_pending`] says so.
-    pub fn await_greeting(&self) {
-        self.lock().greeting_pending = true;
+    /// An answer from the other servers will come by [`Mailbox::answer`]:
+    /// until then, [`Mailbox::awaiting`] says so.
+    pub fn await_answer(&self) {
+        self.lock().awaiting = true;
     }
 
-    /// Queues the rest of the member's greeting: its lines are read again.
-    pub fn greet(&self, bytes: Bytes) {
-        self.lock().greeting_pending = false;
+    /// Queues the answer awaited: the member's lines are read again.
+    pub fn answer(&self, bytes: Bytes) {
+        self.lock().awaiting = false;
         self.push(bytes);
     }
 
-    /// Whether the member's greeting is still on its way.
-    pub fn greeting_pending(&self) -> bool {
-        self.lock().greeting_pending
+    /// Whether an answer from the other servers is still on its way.
+    pub fn awaiting(&self) -> bool {
+        self.lock().awaiting
     }
 
     /// Closes the mailbox for a shutdown: the member's task wakes and ends.

@@ -12,7 +12,7 @@ use async_nats::Client;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::handle::GATHER_WAIT;
+use super::handle::{GATHER_WAIT, Link};
 use super::port::{Answer, Found, RemoteNick};
 use super::room::Spanning;
 use super::wire;
@@ -26,6 +26,8 @@ pub(super) struct Asker {
     pub client: Client,
     pub node: Arc<str>,
     pub connected: bool,
+    /// Where a malformed answer is counted.
+    pub link: Arc<Link>,
 }
 
 /// `/who`: every other server's members of `room`, waiting `wait` at
@@ -40,8 +42,12 @@ pub(super) async fn who(
     let mut names = Vec::new();
     let headers = wire::question_headers(Some(&room));
     for (node, answered) in gather(&asker, wire::WHO_SUBJECT, headers, wait).await {
+        let Some(nicks) = wire::decode_names(&answered) else {
+            asker.link.count_malformed();
+            continue;
+        };
         let before = names.len();
-        for nick in wire::decode_names(&answered) {
+        for nick in nicks {
             names.push(RemoteNick {
                 nick,
                 node: node.clone(),
@@ -61,8 +67,13 @@ pub(super) async fn rooms(asker: Asker, answer: Answer<Vec<(String, usize)>>) {
     let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
     let headers = wire::question_headers(None);
     for (_, answered) in gather(&asker, wire::ROOMS_SUBJECT, headers, GATHER_WAIT).await {
-        for (name, count) in wire::decode_rooms(&answered) {
-            *rooms.entry(name).or_default() += count;
+        let Some(answered) = wire::decode_rooms(&answered) else {
+            asker.link.count_malformed();
+            continue;
+        };
+        for (name, count) in answered {
+            let total = rooms.entry(name).or_default();
+            *total = total.saturating_add(count);
         }
     }
     answer(rooms.into_iter().collect());
@@ -93,9 +104,12 @@ pub(super) async fn message_anyone(
     let mut having: Vec<RemoteNick> = gather(&asker, wire::NICK_SUBJECT, headers, GATHER_WAIT)
         .await
         .into_iter()
-        .map(|(node, shown)| RemoteNick {
-            nick: String::from_utf8_lossy(&shown).into_owned(),
-            node,
+        .filter_map(|(node, shown)| match shown_nick(&shown) {
+            Some(nick) => Some(RemoteNick { nick, node }),
+            None => {
+                asker.link.count_malformed();
+                None
+            }
         })
         .collect();
     having.sort_by(|a, b| a.node.cmp(&b.node));
@@ -126,10 +140,19 @@ async fn send_private(asker: &Asker, from: &str, to: &RemoteNick, text: Bytes) -
             .and_then(Result::ok),
         false => None,
     };
-    reply
+    let shown = reply
         .map(|reply| reply.payload)
-        .filter(|shown| !shown.is_empty())
-        .map(|shown| String::from_utf8_lossy(&shown).into_owned())
+        .filter(|shown| !shown.is_empty())?;
+    let nick = shown_nick(&shown);
+    if nick.is_none() {
+        asker.link.count_malformed();
+    }
+    nick
+}
+
+/// A nick as another server answered it, if it is one.
+fn shown_nick(answered: &[u8]) -> Option<String> {
+    crate::names::nick(answered).map(str::to_string)
 }
 
 /// Asks every server on `subject` (what `headers` say) and collects the

@@ -38,11 +38,11 @@ pub(super) async fn node_in_use(client: &Client, node: &str) -> bool {
     )
 }
 
-/// When this server started, to tell its sequence of events from an
-/// earlier run's.
-pub(super) fn epoch() -> String {
+/// Now, in nanoseconds since 1970: when this server began sending in a
+/// room, to tell that run of numbered events from an earlier one.
+pub(super) fn epoch() -> u128 {
     let since = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    since.as_nanos().to_string()
+    since.as_nanos()
 }

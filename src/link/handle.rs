@@ -113,9 +113,17 @@ pub struct Link {
     pub(super) connected: AtomicBool,
     /// Events dropped since the last report.
     pub(super) dropped: AtomicU64,
+    /// Messages from the broker dropped as malformed (a bad field, a line
+    /// too long, an impossible sequence) since the last report.
+    pub(super) malformed: AtomicU64,
 }
 
 impl Link {
+    /// One more malformed message from the broker, for the next report.
+    pub(super) fn count_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn node(&self) -> &str {
         &self.node
     }
@@ -249,6 +257,7 @@ impl Link {
             control,
             connected: AtomicBool::new(connected),
             dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
         });
         let handed = Handed {
             events: event_rx,

@@ -36,6 +36,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The room it happened in.
+    pub(crate) fn room(&self) -> &Arc<str> {
+        match self {
+            Event::Said { room, .. }
+            | Event::Action { room, .. }
+            | Event::Joined { room, .. }
+            | Event::Left { room, .. }
+            | Event::Renamed { room, .. } => room,
+        }
+    }
+
     /// The bytes of what was said, for the queue's bound.
     pub(crate) fn text_len(&self) -> usize {
         match self {
@@ -84,6 +95,9 @@ pub trait Port: Send + Sync + 'static {
     /// A private message from another server for the local member `to`;
     /// the member's nick as shown, or `None` if there is no such member.
     fn deliver_private(&self, to: &str, from: &RemoteNick, text: &[u8]) -> Option<Arc<str>>;
+    /// The longest text a remote line may carry (`--max-line-bytes`):
+    /// longer ones are dropped as malformed.
+    fn max_text(&self) -> usize;
     /// The local member called `nick` (in any case), as shown, if any.
     fn find_member(&self, nick: &str) -> Option<Arc<str>>;
     /// The local members of `room`, sorted.

@@ -1,45 +1,56 @@
 //! A room's subscription: what other servers say in a room, each event
 //! once and in its sender's order, handed to the chat in batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_nats::Message;
 use futures_util::{FutureExt, Stream, StreamExt};
 
+use super::broker::epoch;
+use super::handle::Link;
+use super::order::{Order, Verdict};
 use super::port::{Port, Remote, RemoteEvent};
-use super::wire;
+use super::wire::{self, Decoded};
 
 /// Rooms known to have members on other servers: found by the rooms'
 /// deliveries and by `/who`, read when the link is lost.
 pub(super) type Spanning = Arc<Mutex<HashSet<Arc<str>>>>;
 
+/// How far ahead of this machine's clock another server's epoch may be.
+const EPOCH_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// About the most bytes of events handed to the chat as one batch (which
 /// its members get as one shared buffer, one write each).
 const BATCH_BYTES: usize = 32 * 1024;
 
-/// Delivers what other servers say in `room` to the chat, each event once:
-/// a node's events carry a sequence number, and one not above the last seen
-/// from that node (and start) is dropped. The messages that have arrived
-/// together go to the chat as one batch. The room is marked as spanning
-/// servers once another server's event arrives in it.
+/// Delivers what other servers say in `room` to the chat, each event once
+/// and in its sender's order ([`Order`]). A message that is not a valid
+/// event of this room, or whose text is longer than the chat takes, is
+/// dropped and counted. The messages that have arrived together go to the
+/// chat as one batch. The room is marked as spanning servers once another
+/// server's event arrives in it.
 pub(super) async fn deliver(
     port: Arc<dyn Port>,
+    link: Arc<Link>,
     room: Arc<str>,
     mut subscriber: impl Stream<Item = Message> + Unpin,
     spanning: Spanning,
 ) {
-    let mut last_seen = LastSeen::default();
+    let mut order = Order::default();
     let mut batch: Vec<Remote> = Vec::new();
+    let max_text = port.max_text();
     while let Some(first) = subscriber.next().await {
         let mut size = 0;
         let mut arrived = Some(first);
         while let Some(message) = arrived.take() {
-            if let Some(decoded) = wire::decode(&message)
-                && last_seen.is_new(&decoded)
-            {
-                size += approximate_size(&decoded.event);
-                batch.push(decoded.event);
+            match admit(&mut order, &message, max_text) {
+                Ok(Some(decoded)) => {
+                    size += approximate_size(&decoded.event);
+                    batch.push(decoded.event);
+                }
+                Ok(None) => {}
+                Err(()) => link.count_malformed(),
             }
             if size < BATCH_BYTES {
                 // The next message if one is there already; never waits.
@@ -56,21 +67,24 @@ pub(super) async fn deliver(
     }
 }
 
-/// The last sequence number seen from each node and start.
-#[derive(Default)]
-struct LastSeen(HashMap<(String, String), u64>);
-
-impl LastSeen {
-    /// Whether `decoded` comes after everything seen from its sender; if
-    /// so, it is the last seen now.
-    fn is_new(&mut self, decoded: &wire::Decoded) -> bool {
-        let key = (decoded.event.from.node.clone(), decoded.epoch.clone());
-        let last = self.0.entry(key).or_insert(0);
-        if decoded.sequence <= *last {
-            return false;
-        }
-        *last = decoded.sequence;
-        true
+/// The event `message` carries if it is new; `Ok(None)` for one seen
+/// already, `Err` for a malformed one.
+fn admit(order: &mut Order, message: &Message, max_text: usize) -> Result<Option<Decoded>, ()> {
+    let decoded = wire::decode(message).ok_or(())?;
+    if let RemoteEvent::Said(text) | RemoteEvent::Action(text) = &decoded.event.what
+        && text.len() > max_text
+    {
+        return Err(());
+    }
+    // An epoch from the future would outrank the node's real one.
+    if decoded.epoch > epoch() + EPOCH_SLACK.as_nanos() {
+        return Err(());
+    }
+    let node = &decoded.event.from.node;
+    match order.admit(node, decoded.epoch, decoded.sequence) {
+        Verdict::New => Ok(Some(decoded)),
+        Verdict::Duplicate => Ok(None),
+        Verdict::Refused => Err(()),
     }
 }
 
@@ -103,6 +117,9 @@ mod tests {
         fn deliver_private(&self, _: &str, _: &RemoteNick, _: &[u8]) -> Option<Arc<str>> {
             None
         }
+        fn max_text(&self) -> usize {
+            8
+        }
         fn find_member(&self, _: &str) -> Option<Arc<str>> {
             None
         }
@@ -117,7 +134,7 @@ mod tests {
 
     /// The message that carries `text` said by alice on `node`, the
     /// `sequence`th event of that node's run `epoch`.
-    fn said(node: &str, epoch: &str, sequence: u64, text: &'static str) -> Message {
+    fn said(node: &str, epoch: u128, sequence: u64, text: &'static str) -> Message {
         let event = Event::Said {
             room: "lobby".into(),
             nick: "alice".into(),
@@ -131,18 +148,38 @@ mod tests {
     async fn each_event_is_handed_over_once_in_order_and_ready_ones_together() {
         let port = Arc::new(Recorder::default());
         let spanning = Spanning::default();
+        let mut forged = said("one", 1, 3, "x");
+        forged
+            .headers
+            .as_mut()
+            .unwrap()
+            .insert("Chat-Nick", "\x1b[2K");
         let messages = futures_util::stream::iter([
-            said("one", "1", 1, "a"),
-            said("one", "1", 2, "b"),
+            said("one", 1, 1, "a"),
+            said("one", 1, 2, "b"),
             // A repeat, and an old one: dropped.
-            said("one", "1", 2, "b"),
-            said("one", "1", 1, "a"),
+            said("one", 1, 2, "b"),
+            said("one", 1, 1, "a"),
+            // Malformed: a nick that is none, a text too long, a number
+            // impossibly far ahead. Dropped and counted.
+            forged,
+            said("one", 1, 4, "longer than 8"),
+            said("one", 1, u64::MAX, "y"),
             // Another node, and the same node's next run, count apart.
-            said("two", "1", 1, "c"),
-            said("one", "2", 1, "d"),
+            said("two", 1, 1, "c"),
+            said("one", 2, 1, "d"),
         ]);
         let chat: Arc<dyn Port> = Arc::clone(&port) as _;
-        deliver(chat, "lobby".into(), messages, Arc::clone(&spanning)).await;
+        let (link, _handed) = Link::new("here".into(), true);
+        let delivering = deliver(
+            chat,
+            Arc::clone(&link),
+            "lobby".into(),
+            messages,
+            Arc::clone(&spanning),
+        );
+        delivering.await;
+        assert_eq!(link.malformed.load(std::sync::atomic::Ordering::Relaxed), 3);
         let batches = port.batches.lock().unwrap();
         // Everything was there at once: one batch.
         assert_eq!(batches.len(), 1);

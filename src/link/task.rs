@@ -52,8 +52,9 @@ pub(super) struct Task {
     link: Arc<Link>,
     client: Client,
     url: String,
-    epoch: String,
-    sequence: u64,
+    /// Per room with local members: when this server began sending in it
+    /// (its epoch there) and the number of its last event there.
+    numbering: HashMap<Arc<str>, (u128, u64)>,
     /// The node name has been checked against the link.
     checked: bool,
     /// Rooms with local members, and the task delivering each one's
@@ -134,8 +135,7 @@ impl Task {
             link,
             client,
             url,
-            epoch: epoch(),
-            sequence: 0,
+            numbering: HashMap::new(),
             checked,
             rooms: HashMap::new(),
             spanning: Arc::default(),
@@ -250,14 +250,20 @@ impl Task {
         if dropped > 0 {
             warn!("link: {dropped} lines and notices did not reach the broker in the last minute");
         }
+        let malformed = self.link.malformed.swap(0, Ordering::Relaxed);
+        if malformed > 0 {
+            warn!(
+                "link: {malformed} malformed messages from the broker dropped in the last minute                  (see the README on locking the broker down)"
+            );
+        }
     }
 
     /// Hands `queued` to the client; its room in the queue is given back
     /// once the client has it.
     async fn publish(&mut self, queued: Queued) {
-        self.sequence += 1;
+        let (epoch, sequence) = self.next_number(queued.event.room());
         let (subject, headers, payload) =
-            wire::encode(queued.event, &self.link.node, &self.epoch, self.sequence);
+            wire::encode(queued.event, &self.link.node, epoch, sequence);
         if self
             .client
             .publish_with_headers(subject, headers, payload)
@@ -266,6 +272,19 @@ impl Task {
         {
             self.link.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The epoch and number of this server's next event in `room`: events
+    /// are numbered from 1 in each room, and a room that had no local
+    /// members for a while starts again with a later epoch.
+    fn next_number(&mut self, room: &Arc<str>) -> (u128, u64) {
+        let latest = self.numbering.values().map(|(epoch, _)| *epoch).max();
+        let (epoch, sequence) = self
+            .numbering
+            .entry(Arc::clone(room))
+            .or_insert_with(|| (epoch().max(latest.map_or(0, |latest| latest + 1)), 0));
+        *sequence += 1;
+        (*epoch, *sequence)
     }
 
     async fn on_control(&mut self, request: Control) {
@@ -280,6 +299,7 @@ impl Task {
                 };
                 let delivery = room::deliver(
                     Arc::clone(&self.port),
+                    Arc::clone(&self.link),
                     Arc::clone(&room),
                     subscriber,
                     Arc::clone(&self.spanning),
@@ -290,6 +310,7 @@ impl Task {
                 if let Some(delivery) = self.rooms.remove(&room) {
                     delivery.abort();
                 }
+                self.numbering.remove(&room);
                 if let Ok(mut spanning) = self.spanning.lock() {
                     spanning.remove(&room);
                 }
@@ -327,6 +348,7 @@ impl Task {
             client: self.client.clone(),
             node: Arc::clone(&self.link.node),
             connected: self.link.connected.load(Ordering::Relaxed),
+            link: Arc::clone(&self.link),
         }
     }
 

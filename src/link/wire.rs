@@ -6,6 +6,7 @@ use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 
 use super::port::{Event, Remote, RemoteEvent, RemoteNick};
+use crate::names;
 
 pub(super) const ROOM_SUBJECT: &str = "chat.room.";
 pub(super) const WHO_SUBJECT: &str = "chat.who";
@@ -42,12 +43,12 @@ pub(super) fn room_subject(room: &str) -> String {
 pub(super) fn encode(
     event: Event,
     node: &str,
-    epoch: &str,
+    epoch: u128,
     sequence: u64,
 ) -> (String, HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     headers.insert(NODE, node);
-    headers.insert(EPOCH, epoch);
+    headers.insert(EPOCH, epoch.to_string());
     headers.insert(SEQUENCE, sequence.to_string());
     let (room, payload) = match event {
         Event::Said { room, nick, text } => {
@@ -84,34 +85,63 @@ pub(super) fn encode(
 }
 
 /// A room event from another server, with where it stands in its sender's
-/// order: the `sequence`th event of `node` since it started at `epoch`.
+/// order in the room: the `sequence`th event of its node there since
+/// `epoch`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Decoded {
-    pub(super) epoch: String,
+    pub(super) epoch: u128,
     pub(super) sequence: u64,
     pub(super) event: Remote,
 }
 
-/// The room event `message` carries; `None` if it is not one.
+/// The longest `/quit` reason that crosses, as it arrives.
+pub(super) const MAX_WHY_BYTES: usize = 1024;
+
+/// The room event `message` carries, every field checked: nicks and the
+/// node as this server's rules want them, a known kind, numbers that are
+/// numbers, a reason of bounded length. `None` if it is not one (dropped
+/// and counted by the caller).
 pub(super) fn decode(message: &Message) -> Option<Decoded> {
     let headers = message.headers.as_ref()?;
     let header = |name: &str| headers.get(name).map(|value| value.as_str());
-    let (node, kind, nick) = (header(NODE)?, header(KIND)?, header(NICK)?);
+    let node = names::node(header(NODE)?.as_bytes())?;
+    let nick = names::nick(header(NICK)?.as_bytes())?;
+    let kind = header(KIND)?;
+    // A notice never has a payload.
+    if !matches!(kind, "said" | "action") && !message.payload.is_empty() {
+        return None;
+    }
+    // Each header once, and none the kind does not have.
+    let allowed = |name: &str| match name {
+        NODE | EPOCH | SEQUENCE | KIND | NICK => true,
+        WHY => kind == "left",
+        OLD_NICK => kind == "renamed",
+        _ => false,
+    };
+    let well_formed = headers
+        .iter()
+        .all(|(name, values)| values.len() == 1 && allowed(name.as_ref()));
+    if !well_formed {
+        return None;
+    }
     let what = match kind {
         "said" => RemoteEvent::Said(message.payload.clone()),
         "action" => RemoteEvent::Action(message.payload.clone()),
         "joined" => RemoteEvent::Joined,
         "left" => RemoteEvent::Left {
-            why: header(WHY).map(str::to_string),
+            why: match header(WHY) {
+                Some(why) if why.len() > MAX_WHY_BYTES => return None,
+                why => why.map(str::to_string),
+            },
         },
         "renamed" => RemoteEvent::Renamed {
-            old: header(OLD_NICK).unwrap_or("").to_string(),
+            old: names::nick(header(OLD_NICK)?.as_bytes())?.to_string(),
         },
         _ => return None,
     };
     Some(Decoded {
-        epoch: header(EPOCH).unwrap_or("").to_string(),
-        sequence: header(SEQUENCE).and_then(|s| s.parse().ok()).unwrap_or(0),
+        epoch: number(header(EPOCH)?)?,
+        sequence: number(header(SEQUENCE)?)?,
         event: Remote {
             from: RemoteNick {
                 nick: nick.to_string(),
@@ -120,6 +150,13 @@ pub(super) fn decode(message: &Message) -> Option<Decoded> {
             what,
         },
     })
+}
+
+/// Digits only (no sign, no spaces), as written by `to_string`.
+fn number<N: std::str::FromStr>(text: &str) -> Option<N> {
+    let digits = !text.is_empty() && text.len() <= 39 && text.bytes().all(|b| b.is_ascii_digit());
+    let canonical = text == "0" || !text.starts_with('0');
+    (digits && canonical).then(|| text.parse().ok()).flatten()
 }
 
 /// The headers of a private message from `from` on `node` to `to`.
@@ -151,7 +188,13 @@ pub(super) fn decode_private(message: &Message) -> ToNode {
     if header(KIND).as_deref() != Some("msg") {
         return ToNode::Ping;
     }
-    match (header(TO), header(NICK), header(NODE)) {
+    let valid = |name: Option<String>, rule: fn(&[u8]) -> Option<&str>| {
+        name.filter(|name| rule(name.as_bytes()).is_some())
+    };
+    let to = valid(header(TO), names::nick);
+    let nick = valid(header(NICK), names::nick);
+    let node = valid(header(NODE), names::node);
+    match (to, nick, node) {
         (Some(to), Some(nick), Some(node)) => ToNode::Private {
             to,
             from: RemoteNick { nick, node },
@@ -176,16 +219,17 @@ pub(super) fn nick_question_headers(nick: &str) -> HeaderMap {
     headers
 }
 
-/// The nick a question on [`NICK_SUBJECT`] asks about.
+/// The nick a question on [`NICK_SUBJECT`] asks about, if it is one.
 pub(super) fn asked_nick(message: &Message) -> Option<String> {
     let headers = message.headers.as_ref()?;
-    headers.get(NICK).map(|nick| nick.as_str().to_string())
+    let nick = headers.get(NICK)?.as_str();
+    names::nick(nick.as_bytes()).map(str::to_string)
 }
 
-/// The room a `/who` question asks about.
+/// The room a `/who` question asks about, if it is one.
 pub(super) fn asked_room(message: &Message) -> Option<String> {
     let headers = message.headers.as_ref()?;
-    headers.get(ROOM).map(|room| room.as_str().to_string())
+    names::room(headers.get(ROOM)?.as_str().as_bytes())
 }
 
 /// The headers of an answer from `node`.
@@ -195,10 +239,11 @@ pub(super) fn answer_headers(node: &str) -> HeaderMap {
     headers
 }
 
-/// The node an answer comes from.
+/// The node an answer comes from, if it is a node name.
 pub(super) fn answering_node(message: &Message) -> Option<String> {
     let headers = message.headers.as_ref()?;
-    headers.get(NODE).map(|node| node.as_str().to_string())
+    let node = headers.get(NODE)?.as_str();
+    names::node(node.as_bytes()).map(str::to_string)
 }
 
 /// A `/who` answer: one nick a line.
@@ -206,11 +251,14 @@ pub(super) fn encode_names(names: &[String]) -> Bytes {
     names.join("\n").into()
 }
 
-pub(super) fn decode_names(answer: &[u8]) -> Vec<String> {
+/// The nicks of a `/who` answer; `None` if one of them is not a nick.
+pub(super) fn decode_names(answer: &[u8]) -> Option<Vec<String>> {
+    if answer.is_empty() {
+        return Some(Vec::new());
+    }
     answer
         .split(|&byte| byte == b'\n')
-        .filter(|nick| !nick.is_empty())
-        .map(|nick| String::from_utf8_lossy(nick).into_owned())
+        .map(|nick| names::nick(nick).map(str::to_string))
         .collect()
 }
 
@@ -223,12 +271,19 @@ pub(super) fn encode_rooms(rooms: &[(String, usize)]) -> Bytes {
     lines.join("\n").into()
 }
 
-pub(super) fn decode_rooms(answer: &[u8]) -> Vec<(String, usize)> {
-    String::from_utf8_lossy(answer)
-        .lines()
-        .filter_map(|entry| {
+/// The rooms of a `/rooms` answer; `None` if one of them is not a room
+/// name (folded, as rooms are kept) and a count.
+pub(super) fn decode_rooms(answer: &[u8]) -> Option<Vec<(String, usize)>> {
+    if answer.is_empty() {
+        return Some(Vec::new());
+    }
+    let answer = std::str::from_utf8(answer).ok()?;
+    answer
+        .split('\n')
+        .map(|entry| {
             let (name, count) = entry.split_once(' ')?;
-            Some((name.to_string(), count.parse().ok()?))
+            let name = names::room(name.as_bytes()).filter(|folded| folded == name)?;
+            Some((name, number(count)?))
         })
         .collect()
 }
@@ -250,6 +305,7 @@ pub(super) fn message(subject: String, headers: HeaderMap, payload: Bytes) -> Me
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::sync::Arc;
 
     #[test]
@@ -301,7 +357,7 @@ mod tests {
             ),
         ];
         for (sequence, (event, what)) in (1..).zip(cases) {
-            let (subject, headers, payload) = encode(event, "one", "42", sequence);
+            let (subject, headers, payload) = encode(event, "one", 42, sequence);
             assert_eq!(subject, "chat.room.lobby");
             let decoded = decode(&message(subject, headers, payload));
             let from = RemoteNick {
@@ -311,7 +367,7 @@ mod tests {
             assert_eq!(
                 decoded,
                 Some(Decoded {
-                    epoch: "42".to_string(),
+                    epoch: 42,
                     sequence,
                     event: Remote { from, what },
                 })
@@ -335,9 +391,9 @@ mod tests {
     #[test]
     fn answers_and_private_messages_round_trip() {
         let names = vec!["alice".to_string(), "bob".to_string()];
-        assert_eq!(decode_names(&encode_names(&names)), names);
+        assert_eq!(decode_names(&encode_names(&names)), Some(names));
         let rooms = vec![("lobby".to_string(), 3), ("rust".to_string(), 1)];
-        assert_eq!(decode_rooms(&encode_rooms(&rooms)), rooms);
+        assert_eq!(decode_rooms(&encode_rooms(&rooms)), Some(rooms));
         let private = message(
             "chat.node.two".to_string(),
             private_headers("one", "alice", "bob"),
@@ -356,5 +412,97 @@ mod tests {
         );
         let ping = message("chat.node.two".to_string(), HeaderMap::new(), Bytes::new());
         assert_eq!(decode_private(&ping), ToNode::Ping);
+    }
+
+    /// The event a decoded one stands for, to encode it again.
+    fn event_of(decoded: &Decoded, room: &str) -> Event {
+        let (room, nick) = (Arc::from(room), Arc::from(decoded.event.from.nick.as_str()));
+        match &decoded.event.what {
+            RemoteEvent::Said(text) => Event::Said {
+                room,
+                nick,
+                text: text.clone(),
+            },
+            RemoteEvent::Action(text) => Event::Action {
+                room,
+                nick,
+                text: text.clone(),
+            },
+            RemoteEvent::Joined => Event::Joined { room, nick },
+            RemoteEvent::Left { why } => Event::Left {
+                room,
+                nick,
+                why: why.clone(),
+            },
+            RemoteEvent::Renamed { old } => Event::Renamed {
+                room,
+                old: Arc::from(old.as_str()),
+                new: nick,
+            },
+        }
+    }
+
+    /// A header value: mostly one of the kind that passes, sometimes any
+    /// text a header can hold.
+    fn value(valid: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            3 => proptest::sample::select(valid).prop_map(|v| Some(v.to_string())),
+            1 => "[^\r\n]{0,30}".prop_map(Some),
+            1 => Just(None),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever arrives on a room's subject, decoding never panics, and
+        /// what it accepts encodes again to the same headers and payload.
+        #[test]
+        fn room_events_decode_safely_and_round_trip(
+            node in value(&["one", "two", "n-1"]),
+            nick in value(&["alice", "Bob_2"]),
+            old in value(&["guest1"]),
+            kind in value(&["said", "action", "joined", "left", "renamed", "teleported"]),
+            epoch in value(&["42", "0", "007", "340282366920938463463374607431768211455"]),
+            sequence in value(&["1", "18446744073709551615", "18446744073709551616", "-1"]),
+            why in value(&["bye", "\x1B[2J"]),
+            payload in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [(NODE, node), (NICK, nick), (OLD_NICK, old), (KIND, kind),
+                                  (EPOCH, epoch), (SEQUENCE, sequence), (WHY, why)] {
+                if let Some(value) = value {
+                    headers.insert(name, value.as_str());
+                }
+            }
+            let arrived = message(room_subject("lobby"), headers.clone(), payload.clone().into());
+            if let Some(decoded) = decode(&arrived) {
+                let event = event_of(&decoded, "lobby");
+                let node = decoded.event.from.node.clone();
+                let (subject, again, again_payload) =
+                    encode(event, &node, decoded.epoch, decoded.sequence);
+                prop_assert_eq!(subject, room_subject("lobby"));
+                prop_assert_eq!(again_payload, Bytes::from(payload));
+                let sorted = |headers: &HeaderMap| {
+                    let mut all: Vec<(String, String)> = headers
+                        .iter()
+                        .map(|(name, values)| (name.to_string(), values[0].to_string()))
+                        .collect();
+                    all.sort();
+                    all
+                };
+                prop_assert_eq!(sorted(&again), sorted(&headers));
+            }
+        }
+
+        /// Answers to questions decode safely too, and round-trip.
+        #[test]
+        fn answers_decode_safely_and_round_trip(answer in proptest::collection::vec(any::<u8>(), 0..48)) {
+            if let Some(names) = decode_names(&answer) {
+                prop_assert_eq!(&encode_names(&names)[..], &answer[..]);
+            }
+            if let Some(rooms) = decode_rooms(&answer) {
+                prop_assert_eq!(&encode_rooms(&rooms)[..], &answer[..]);
+            }
+        }
     }
 }

@@ -27,6 +27,10 @@ pub const BYE: &str = "*** bye";
 /// Told to every member when the server is shutting down.
 pub const SHUTTING_DOWN: &str = "*** server shutting down";
 /// The last line of the greeting.
+/// Ends a relayed line cut short: escaped, it was longer than the server
+/// takes (`--max-line-bytes`).
+pub const CUT: &str = " [cut]";
+
 pub const HOW_TO_TALK: &str = "*** type to talk; /help for commands; \".\" or /quit to leave";
 /// The answer to `/help`.
 pub const HELP: [&str; 10] = [

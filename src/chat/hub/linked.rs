@@ -61,11 +61,13 @@ impl Hub {
         local: Vec<String>,
         to: &Arc<Mailbox>,
     ) -> Answer<Vec<RemoteNick>> {
+        // The member's next lines wait for this answer.
+        to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         Box::new(move |remote| {
             let names = merged(local, &remote);
             let lines = text::who(&room, names.iter().map(String::as_str), names.len());
-            to.push(lines_with(&delimiter, &lines));
+            to.answer(lines_with(&delimiter, &lines));
         })
     }
 
@@ -79,6 +81,8 @@ impl Hub {
         arriving: bool,
         to: &Arc<Mailbox>,
     ) -> Answer<Vec<RemoteNick>> {
+        // The member's next lines wait for this answer.
+        to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         Box::new(move |remote| {
             let total = local_total + remote.len();
@@ -87,7 +91,7 @@ impl Hub {
             if arriving {
                 lines.push(text::HOW_TO_TALK.to_string());
             }
-            to.greet(lines_with(&delimiter, &lines));
+            to.answer(lines_with(&delimiter, &lines));
         })
     }
 
@@ -98,6 +102,8 @@ impl Hub {
         local: Vec<(String, usize)>,
         to: &Arc<Mailbox>,
     ) -> Answer<Vec<(String, usize)>> {
+        // The member's next lines wait for this answer.
+        to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         Box::new(move |remote| {
             let mut rooms: BTreeMap<String, usize> = local.into_iter().collect();
@@ -105,7 +111,7 @@ impl Hub {
                 *rooms.entry(escaped(name.as_bytes())).or_default() += count;
             }
             let lines = text::rooms(rooms.iter().map(|(name, count)| (name.as_str(), *count)));
-            to.push(lines_with(&delimiter, &lines));
+            to.answer(lines_with(&delimiter, &lines));
         })
     }
 
@@ -117,7 +123,10 @@ impl Hub {
         message: &[u8],
         to: &Arc<Mailbox>,
     ) -> Answer<Option<String>> {
+        // The member's next lines wait for this answer.
+        to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        let max_text = self.max_text;
         let message = Bytes::copy_from_slice(message);
         Box::new(move |shown_nick| {
             let line = match shown_nick {
@@ -125,7 +134,7 @@ impl Hub {
                     let receiver = RemoteNick { nick, ..asked };
                     let mut copy = BytesMut::new();
                     text::private_sent_prefix(&mut copy, &escaped(shown(&receiver).as_bytes()));
-                    escape_into(&mut copy, &message);
+                    escape_into(&mut copy, &message, max_text);
                     copy.extend_from_slice(&delimiter);
                     copy.freeze()
                 }
@@ -134,7 +143,7 @@ impl Hub {
                     lines_with(&delimiter, &[error])
                 }
             };
-            to.push(line);
+            to.answer(line);
         })
     }
 
@@ -147,7 +156,10 @@ impl Hub {
         message: &[u8],
         to: &Arc<Mailbox>,
     ) -> Answer<Found> {
+        // The member's next lines wait for this answer.
+        to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
+        let max_text = self.max_text;
         let message = Bytes::copy_from_slice(message);
         let asked = escaped(asked);
         Box::new(move |found| {
@@ -155,9 +167,9 @@ impl Hub {
                 Found::Sent(receiver) => {
                     let mut copy = BytesMut::new();
                     text::private_sent_prefix(&mut copy, &escaped(shown(&receiver).as_bytes()));
-                    escape_into(&mut copy, &message);
+                    escape_into(&mut copy, &message, max_text);
                     copy.extend_from_slice(&delimiter);
-                    to.push(copy.freeze());
+                    to.answer(copy.freeze());
                     return;
                 }
                 Found::Nobody => text::no_such_nick(&asked),
@@ -169,7 +181,7 @@ impl Hub {
                     text::on_several_servers(&asked, members.iter().map(String::as_str))
                 }
             };
-            to.push(lines_with(&delimiter, &[error]));
+            to.answer(lines_with(&delimiter, &[error]));
         })
     }
 
@@ -179,11 +191,11 @@ impl Hub {
         match &event.what {
             RemoteEvent::Said(said) => {
                 text::said_prefix(batch, &who);
-                escape_into(batch, said);
+                escape_into(batch, said, self.max_text);
             }
             RemoteEvent::Action(action) => {
                 text::action_prefix(batch, &who);
-                escape_into(batch, action);
+                escape_into(batch, action, self.max_text);
             }
             RemoteEvent::Joined => batch.extend_from_slice(text::joined(&who).as_bytes()),
             RemoteEvent::Left { why } => {
@@ -218,10 +230,14 @@ impl Port for Hub {
         let receiver = state.members.get(id)?;
         let mut private = BytesMut::new();
         text::private_prefix(&mut private, &escaped(shown(from).as_bytes()));
-        escape_into(&mut private, message);
+        escape_into(&mut private, message, self.max_text);
         private.extend_from_slice(&self.delimiter);
         receiver.mailbox.push(private.freeze());
         Some(Arc::clone(&receiver.nick.shown))
+    }
+
+    fn max_text(&self) -> usize {
+        self.max_text
     }
 
     fn find_member(&self, nick: &str) -> Option<Arc<str>> {

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 /// The longest nick, and the longest room name.
 pub const MAX_NICK_BYTES: usize = 24;
 pub const MAX_ROOM_BYTES: usize = 32;
+/// The longest node name (`--node`).
+pub const MAX_NODE_BYTES: usize = 32;
 
 /// A nick as the member chose it (`Alice`): 1-24 ASCII letters, digits,
 /// `-` or `_`, starting with a letter. `None` if `text` is not one.
@@ -27,6 +29,14 @@ pub fn room(text: &[u8]) -> Option<String> {
 }
 
 /// The key under which a nick is unique: `Alice` and `alice` are one nick.
+/// `text` as a node name (`--node`, and the node of every linked event):
+/// 1-32 letters, digits, `-` or `_`.
+pub fn node(text: &[u8]) -> Option<&str> {
+    let valid =
+        (1..=MAX_NODE_BYTES).contains(&text.len()) && text.iter().all(|&byte| is_name_byte(byte));
+    valid.then(|| std::str::from_utf8(text).ok()).flatten()
+}
+
 pub fn fold(nick: &str) -> Cow<'_, str> {
     if nick.bytes().any(|byte| byte.is_ascii_uppercase()) {
         Cow::Owned(nick.to_ascii_lowercase())
