@@ -44,7 +44,7 @@ pub(super) async fn deliver(
         let mut size = 0;
         let mut arrived = Some(first);
         while let Some(message) = arrived.take() {
-            match admit(&mut order, &message, max_text) {
+            match admit(&mut order, &message, max_text, &link.node) {
                 Ok(Some(decoded)) => {
                     size += approximate_size(&decoded.event);
                     batch.push(decoded.event);
@@ -69,8 +69,18 @@ pub(super) async fn deliver(
 
 /// The event `message` carries if it is new; `Ok(None)` for one seen
 /// already, `Err` for a malformed one.
-fn admit(order: &mut Order, message: &Message, max_text: usize) -> Result<Option<Decoded>, ()> {
+fn admit(
+    order: &mut Order,
+    message: &Message,
+    max_text: usize,
+    this_node: &str,
+) -> Result<Option<Decoded>, ()> {
     let decoded = wire::decode(message).ok_or(())?;
+    // This server's own events never come back (the client says no
+    // echo): one that claims to be is forged.
+    if decoded.event.from.node == this_node {
+        return Err(());
+    }
     if let RemoteEvent::Said(text) | RemoteEvent::Action(text) = &decoded.event.what
         && text.len() > max_text
     {

@@ -359,12 +359,22 @@ impl Task {
         };
         let answer = match wire::decode_private(&message) {
             wire::ToNode::Ping => wire::PONG.into(),
+            wire::ToNode::Private { from, .. }
+                if *from.node == *self.link.node
+                    || message.payload.len() > self.port.max_text() =>
+            {
+                self.link.count_malformed();
+                return;
+            }
             wire::ToNode::Private { to, from } => self
                 .port
                 .deliver_private(&to, &from, &message.payload)
                 .map(|shown| shown.to_string().into())
                 .unwrap_or_default(),
-            wire::ToNode::Malformed => return,
+            wire::ToNode::Malformed => {
+                self.link.count_malformed();
+                return;
+            }
         };
         let _ = self.client.publish(reply, answer).await;
     }

@@ -17,6 +17,7 @@ mod client_faults;
 mod closing;
 mod limits;
 mod link;
+mod link_hostile;
 mod link_names;
 mod listening;
 mod logging;

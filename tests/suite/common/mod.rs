@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 pub mod broker;
 pub mod certs;
 pub mod member;
+pub mod raw_nats;
 
 /// The longest any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -134,6 +135,15 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the server is running")
+    }
+
+    /// Every log line that has arrived and not been waited for.
+    pub fn log_so_far(&mut self) -> Vec<String> {
+        let mut lines: Vec<String> = self.unseen.drain(..).collect();
+        while let Ok(line) = self.log.try_recv() {
+            lines.push(line);
+        }
+        lines
     }
 
     /// Waits for a log line satisfying `wanted`, and returns it.
