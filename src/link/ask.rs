@@ -59,7 +59,7 @@ pub(super) async fn who(
             spanning.insert(Arc::clone(&room));
         }
     }
-    answer(names);
+    answer.give(names);
 }
 
 /// `/rooms`: every other server's rooms, members added up.
@@ -76,7 +76,7 @@ pub(super) async fn rooms(asker: Asker, answer: Answer<Vec<(String, usize)>>) {
             *total = total.saturating_add(count);
         }
     }
-    answer(rooms.into_iter().collect());
+    answer.give(rooms.into_iter().collect());
 }
 
 /// `/msg NICK@NODE TEXT`: a request to that node, which answers with the
@@ -88,7 +88,7 @@ pub(super) async fn message(
     text: Bytes,
     answer: Answer<Option<String>>,
 ) {
-    answer(send_private(&asker, &from, &to, text).await);
+    answer.give(send_private(&asker, &from, &to, text).await);
 }
 
 /// `/msg NICK TEXT` for a nick this server does not have: which servers
@@ -124,7 +124,7 @@ pub(super) async fn message_anyone(
         }
         _ => Found::Several(having),
     };
-    answer(found);
+    answer.give(found);
 }
 
 /// Sends `text` from `from` to `to` on its node; the receiver's nick as

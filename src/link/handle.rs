@@ -87,20 +87,6 @@ pub(super) enum Control {
     },
 }
 
-impl Control {
-    /// A question that cannot be asked (the link's task has ended) is
-    /// answered as if no other server had answered: nobody waits forever.
-    fn answer_unasked(self) {
-        match self {
-            Control::Subscribe(_) | Control::Unsubscribe(_) => {}
-            Control::Who { answer, .. } => answer(Vec::new()),
-            Control::Rooms { answer } => answer(Vec::new()),
-            Control::Message { answer, .. } => answer(None),
-            Control::MessageAnyone { answer, .. } => answer(Found::Nobody),
-        }
-    }
-}
-
 /// The chat's handle on the link.
 pub struct Link {
     pub(super) node: Arc<str>,
@@ -206,10 +192,10 @@ impl Link {
         });
     }
 
+    /// A question that cannot be asked (the link's task has ended) is
+    /// dropped, and its answer says that nobody answered.
     fn ask(&self, control: Control) {
-        if let Err(unsent) = self.control.send(control) {
-            unsent.0.answer_unasked();
-        }
+        let _ = self.control.send(control);
     }
 
     /// `/msg NICK@NODE TEXT` for another server: the receiver's nick as

@@ -110,15 +110,50 @@ pub trait Port: Send + Sync + 'static {
 }
 
 /// Where `/msg NICK TEXT` went, for a nick on no server of its sender's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Found {
     /// Exactly one other server has a member NICK: it was sent there.
     Sent(RemoteNick),
     /// No server that answered has one.
+    #[default]
     Nobody,
     /// Several have one; nothing was sent.
     Several(Vec<RemoteNick>),
 }
 
-/// Where the answer to a question asked of every server goes, once.
-pub type Answer<T> = Box<dyn FnOnce(T) + Send>;
+/// Where the answer to a question asked of every server goes, exactly
+/// once: if it is dropped unanswered (the question could not be asked, or
+/// the task asking it ended), it answers as if no other server had, so
+/// nobody waits for it for ever.
+pub struct Answer<T: Default> {
+    to: Option<Box<dyn FnOnce(T) + Send>>,
+}
+
+impl<T: Default> Answer<T> {
+    pub fn new(to: impl FnOnce(T) + Send + 'static) -> Self {
+        Self {
+            to: Some(Box::new(to)),
+        }
+    }
+
+    /// Hands over the answer.
+    pub fn give(mut self, answer: T) {
+        if let Some(to) = self.to.take() {
+            to(answer);
+        }
+    }
+}
+
+impl<T: Default> Drop for Answer<T> {
+    fn drop(&mut self) {
+        if let Some(to) = self.to.take() {
+            to(T::default());
+        }
+    }
+}
+
+impl<T: Default> std::fmt::Debug for Answer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answer")
+    }
+}

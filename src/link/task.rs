@@ -7,12 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use async_nats::{Client, Message, Subscriber};
+use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+mod answers;
+mod outage;
 
 use super::broker::{epoch, node_in_use, round_trip};
 use super::handle::{Control, Handed, Link, Queued};
@@ -20,9 +22,12 @@ use super::port::Port;
 use super::room::Spanning;
 use super::wire::{self, NICK_SUBJECT, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
 use super::{ask, room};
+use outage::Outage;
 
-/// How often a broker that stays away is said to be, at most.
-const OUTAGE_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the link checks that its client still answers, and how long
+/// a check waits.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const WATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How often drops while the link is up are said, at most.
 const DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -66,60 +71,6 @@ pub(super) struct Task {
     outage: Outage,
 }
 
-/// How long the broker has been away, and how many attempts to reach it
-/// failed: the log says so once a minute, never once an attempt.
-struct Outage {
-    since: Option<Instant>,
-    failed: u64,
-    last_said: Instant,
-}
-
-impl Outage {
-    fn new(connected: bool) -> Self {
-        let now = Instant::now();
-        Self {
-            since: (!connected).then_some(now),
-            failed: 0,
-            last_said: now,
-        }
-    }
-
-    fn began(&mut self) {
-        let now = Instant::now();
-        self.since.get_or_insert(now);
-        self.last_said = now;
-    }
-
-    /// One more failed attempt; said if a minute has passed since the last
-    /// line about the outage.
-    fn failed(&mut self, url: &str, error: &async_nats::ClientError) {
-        self.failed += 1;
-        let since = *self.since.get_or_insert_with(Instant::now);
-        if self.last_said.elapsed() >= OUTAGE_REPORT {
-            self.last_said = Instant::now();
-            warn!(
-                "link: {url} still away after {}s, {} attempts failed (the last: {error})",
-                since.elapsed().as_secs(),
-                self.failed
-            );
-        }
-    }
-
-    /// The outage is over: how long it lasted, for the line that says so.
-    fn ended(&mut self) -> String {
-        let said = match self.since.take() {
-            Some(since) => format!(
-                " after {}s away, {} attempts failed",
-                since.elapsed().as_secs(),
-                self.failed
-            ),
-            None => String::new(),
-        };
-        self.failed = 0;
-        said
-    }
-}
-
 impl Task {
     /// The task of `link`, for a client already connected or not; `checked`
     /// when its node name is known to be free.
@@ -150,37 +101,128 @@ impl Task {
         handed: Handed,
         mut nats_events: mpsc::UnboundedReceiver<async_nats::Event>,
     ) {
-        let Subscriptions {
-            mut node,
-            mut who,
-            mut rooms,
-            nick: mut nicks,
-        } = subscriptions;
+        let mut subscriptions = subscriptions;
         let Handed {
             mut events,
             mut control,
         } = handed;
         let mut drop_report = tokio::time::interval(DROP_REPORT);
         drop_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = tokio::time::interval(WATCH_EVERY);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // In this order: a room's subscription, asked for before the
             // join that created it, reaches the broker before the join does.
+            // A handler that panics is said, and the link goes on.
+            let Subscriptions {
+                node,
+                who,
+                rooms,
+                nick,
+            } = &mut subscriptions;
             tokio::select! {
                 biased;
                 Some(event) = nats_events.recv() => {
-                    if !self.on_nats_event(event).await {
+                    if survive(self.on_nats_event(event)).await == Some(false) {
                         return;
                     }
                 }
-                Some(request) = control.recv() => self.on_control(request).await,
-                Some(queued) = events.recv() => self.publish(queued).await,
-                Some(message) = node.next() => self.on_node_message(message).await,
-                Some(message) = who.next() => self.answer_who(message).await,
-                Some(message) = rooms.next() => self.answer_rooms(message).await,
-                Some(message) = nicks.next() => self.answer_nick(message).await,
+                Some(request) = control.recv() => survive(self.on_control(request)).await.unwrap_or(()),
+                Some(queued) = events.recv() => survive(self.publish(queued)).await.unwrap_or(()),
+                Some(message) = node.next() => survive(self.on_node_message(message)).await.unwrap_or(()),
+                Some(message) = who.next() => survive(self.answer_who(message)).await.unwrap_or(()),
+                Some(message) = rooms.next() => survive(self.answer_rooms(message)).await.unwrap_or(()),
+                Some(message) = nick.next() => survive(self.answer_nick(message)).await.unwrap_or(()),
                 _ = drop_report.tick() => self.report_drops(),
+                _ = watchdog.tick() => {
+                    self.restart_stopped_rooms().await;
+                    if !self.client_answers().await
+                        && let Some((client, events, made)) = self.new_client().await
+                    {
+                        self.client = client;
+                        nats_events = events;
+                        subscriptions = made;
+                    }
+                }
             }
         }
+    }
+
+    /// Whether the client still answers: `false` only when the broker was
+    /// reachable and a round trip through it did not come back within
+    /// [`WATCH_WAIT`] (the client's own connection task ended, or the broker
+    /// froze).
+    async fn client_answers(&self) -> bool {
+        if !self.link.connected.load(Ordering::Relaxed) {
+            return true;
+        }
+        // Nobody subscribes to it: the broker itself answers.
+        let asked = self.client.request(wire::SYNC_SUBJECT, bytes::Bytes::new());
+        match tokio::time::timeout(WATCH_WAIT, asked).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+            Err(_) => false,
+        }
+    }
+
+    /// A new client in place of one that stopped answering: the members of
+    /// rooms that span servers are told the link is lost (and, once the new
+    /// client is up, that it is back), and every room is subscribed again.
+    async fn new_client(
+        &mut self,
+    ) -> Option<(
+        Client,
+        mpsc::UnboundedReceiver<async_nats::Event>,
+        Subscriptions,
+    )> {
+        warn!(
+            "link: the client for {} stopped answering; starting a new one",
+            self.url
+        );
+        self.on_nats_event(async_nats::Event::Disconnected).await;
+        let (client, events) = match super::connect(&self.url).await {
+            Ok(made) => made,
+            Err(error) => {
+                warn!("link: {error:#}");
+                return None;
+            }
+        };
+        let subscriptions = match Subscriptions::make(&client, &self.link.node).await {
+            Ok(made) => made,
+            Err(error) => {
+                warn!("link: subscribing again: {error:#}");
+                return None;
+            }
+        };
+        let old = std::mem::replace(&mut self.client, client.clone());
+        drop(old);
+        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.resubscribe(room).await;
+        }
+        Some((client, events, subscriptions))
+    }
+
+    /// Rooms whose delivery ended (it panicked, or its subscription was
+    /// closed) are subscribed to again.
+    async fn restart_stopped_rooms(&mut self) {
+        let stopped: Vec<Arc<str>> = self
+            .rooms
+            .iter()
+            .filter(|(_, delivery)| delivery.is_finished())
+            .map(|(room, _)| Arc::clone(room))
+            .collect();
+        for room in stopped {
+            warn!("link: the delivery of #{room} stopped; subscribing again");
+            self.resubscribe(room).await;
+        }
+    }
+
+    async fn resubscribe(&mut self, room: Arc<str>) {
+        if let Some(delivery) = self.rooms.remove(&room) {
+            delivery.abort();
+        }
+        self.on_control(Control::Subscribe(room)).await;
     }
 
     /// Returns false if the link must end (its node name is taken).
@@ -351,70 +393,15 @@ impl Task {
             link: Arc::clone(&self.link),
         }
     }
+}
 
-    /// A private message for one of this server's members, or a ping.
-    async fn on_node_message(&self, message: Message) {
-        let Some(reply) = message.reply.clone() else {
-            return;
-        };
-        let answer = match wire::decode_private(&message) {
-            wire::ToNode::Ping => wire::PONG.into(),
-            wire::ToNode::Private { from, .. }
-                if *from.node == *self.link.node
-                    || message.payload.len() > self.port.max_text() =>
-            {
-                self.link.count_malformed();
-                return;
-            }
-            wire::ToNode::Private { to, from } => self
-                .port
-                .deliver_private(&to, &from, &message.payload)
-                .map(|shown| shown.to_string().into())
-                .unwrap_or_default(),
-            wire::ToNode::Malformed => {
-                self.link.count_malformed();
-                return;
-            }
-        };
-        let _ = self.client.publish(reply, answer).await;
+/// Runs one of the task's handlers; a panic in it is caught (the panic
+/// hook has said it) and the task goes on: `None` then.
+async fn survive<T>(handler: impl std::future::Future<Output = T>) -> Option<T> {
+    use futures_util::FutureExt;
+    let caught = std::panic::AssertUnwindSafe(handler).catch_unwind().await;
+    if caught.is_err() {
+        error!("link: a handler panicked (said above); the link goes on");
     }
-
-    /// `/who` from another server: this server's members of the room.
-    async fn answer_who(&self, message: Message) {
-        let Some(reply) = message.reply.clone() else {
-            return;
-        };
-        // Answered even when empty: the asker stops waiting sooner.
-        let names = wire::asked_room(&message)
-            .map(|room| self.port.local_names(&room))
-            .unwrap_or_default();
-        self.reply(reply, wire::encode_names(&names)).await;
-    }
-
-    /// `/rooms` from another server: this server's rooms and counts.
-    async fn answer_rooms(&self, message: Message) {
-        let Some(reply) = message.reply else {
-            return;
-        };
-        let rooms = self.port.local_rooms();
-        self.reply(reply, wire::encode_rooms(&rooms)).await;
-    }
-
-    /// Who has a nick, from another server: this server answers only if it
-    /// has a member of that nick, with the nick as shown.
-    async fn answer_nick(&self, message: Message) {
-        let Some(reply) = message.reply.clone() else {
-            return;
-        };
-        let found = wire::asked_nick(&message).and_then(|nick| self.port.find_member(&nick));
-        if let Some(shown) = found {
-            self.reply(reply, shown.to_string().into()).await;
-        }
-    }
-
-    /// An answer to another server's question, saying which node it is.
-    async fn reply(&self, to: async_nats::Subject, payload: bytes::Bytes) {
-        let headers = wire::answer_headers(&self.link.node);
-        let _ = self.client.publish_with_headers(to, headers, payload).await;
-    }
+    caught.ok()
 }

@@ -274,3 +274,40 @@ async fn thousands_of_questions_across_servers_cost_little_memory() {
         MEMBERS * QUESTIONS
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_is_replaced() {
+    let (broker, _one, _two, mut alice, mut bob) = alice_and_bob(&[]).await;
+    // A frozen broker keeps the connection open and answers nothing: the
+    // client's own pings would take minutes to notice.
+    broker.freeze(true);
+    let lost = |line: &str| line.starts_with("*** lost link");
+    within_for(
+        Duration::from_secs(15),
+        "alice told",
+        line_where(&mut alice, lost),
+    )
+    .await;
+    within_for(
+        Duration::from_secs(15),
+        "bob told",
+        line_where(&mut bob, lost),
+    )
+    .await;
+    broker.freeze(false);
+    let restored = |line: &str| line.starts_with("*** link to other servers restored");
+    within_for(
+        Duration::from_secs(15),
+        "alice told",
+        line_where(&mut alice, restored),
+    )
+    .await;
+    within_for(
+        Duration::from_secs(15),
+        "bob told",
+        line_where(&mut bob, restored),
+    )
+    .await;
+    alice.send("after the freeze").await;
+    line_where(&mut bob, |line| line == "<alice@one> after the freeze").await;
+}

@@ -64,7 +64,7 @@ impl Hub {
         // The member's next lines wait for this answer.
         to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
-        Box::new(move |remote| {
+        Answer::new(move |remote: Vec<RemoteNick>| {
             let names = merged(local, &remote);
             let lines = text::who(&room, names.iter().map(String::as_str), names.len());
             to.answer(lines_with(&delimiter, &lines));
@@ -84,7 +84,7 @@ impl Hub {
         // The member's next lines wait for this answer.
         to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
-        Box::new(move |remote| {
+        Answer::new(move |remote: Vec<RemoteNick>| {
             let total = local_total + remote.len();
             let names = merged(local, &remote);
             let mut lines = vec![text::here(names.iter().map(String::as_str), total)];
@@ -105,7 +105,7 @@ impl Hub {
         // The member's next lines wait for this answer.
         to.await_answer();
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
-        Box::new(move |remote| {
+        Answer::new(move |remote: Vec<(String, usize)>| {
             let mut rooms: BTreeMap<String, usize> = local.into_iter().collect();
             for (name, count) in remote {
                 *rooms.entry(escaped(name.as_bytes())).or_default() += count;
@@ -128,7 +128,7 @@ impl Hub {
         let (to, delimiter) = (Arc::clone(to), self.delimiter.clone());
         let max_text = self.max_text;
         let message = Bytes::copy_from_slice(message);
-        Box::new(move |shown_nick| {
+        Answer::new(move |shown_nick: Option<String>| {
             let line = match shown_nick {
                 Some(nick) => {
                     let receiver = RemoteNick { nick, ..asked };
@@ -162,7 +162,7 @@ impl Hub {
         let max_text = self.max_text;
         let message = Bytes::copy_from_slice(message);
         let asked = escaped(asked);
-        Box::new(move |found| {
+        Answer::new(move |found: Found| {
             let error = match found {
                 Found::Sent(receiver) => {
                     let mut copy = BytesMut::new();

@@ -48,6 +48,16 @@ impl Broker {
         Broker { child, port }
     }
 
+    /// Stops the broker in its tracks (SIGSTOP), or lets it go on
+    /// (SIGCONT): a broker that freezes holds its connections open.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.id().expect("nats-server is running");
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to a child process this test owns.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signalling nats-server");
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
