@@ -65,27 +65,28 @@ pub struct LinkSettings {
 /// once it is), checks that the node name is free, and starts the link's
 /// task, which reaches the chat through `port`.
 pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {
-    let (client, mut nats_events) = connect(&settings.url).await?;
+    let shown = shown_url(&settings.url);
+    let (client, mut nats_events) = connect(&settings.url)
+        .await
+        .with_context(|| format!("linking through {shown}"))?;
     let connected = first_attempt(&mut nats_events).await;
     let node: Arc<str> = settings.node.as_str().into();
     if connected && node_in_use(&client, &node).await {
         bail!(
-            "node name \"{node}\" is already in use on the link {}; choose another with --node",
-            settings.url
+            "node name \"{node}\" is already in use on the link {shown}; choose another with --node"
         );
     }
     // Made before the server is said to be linked, so another server
     // started after that line finds this one.
     let subscriptions = task::Subscriptions::make(&client, &node)
         .await
-        .with_context(|| format!("subscribing on the link {}", settings.url))?;
+        .with_context(|| format!("subscribing on the link {shown}"))?;
     if connected {
         round_trip(&client).await;
-        info!("linked through {} as node {node}", settings.url);
+        info!("linked through {shown} as node {node}");
     } else {
         warn!(
-            "link: {} does not answer; serving this server's members alone, and linking once it does",
-            settings.url
+            "link: {shown} does not answer; serving this server's members alone, and linking once it does"
         );
     }
     let (link, handed) = Link::new(node, connected);
@@ -94,13 +95,32 @@ pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Resul
     Ok(link)
 }
 
+/// `url` as the log shows it: a password in it is written `***`.
+pub fn shown_url(url: &str) -> String {
+    match url.parse::<async_nats::ServerAddr>() {
+        Ok(address) if address.password().is_some() => {
+            let mut url = address.into_inner();
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// A NATS client for `url` that retries for ever, and the events it
 /// reports (connected, disconnected, errors).
 async fn connect(
     url: &str,
 ) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<async_nats::Event>)> {
     let (nats_events, nats_event_rx) = mpsc::unbounded_channel();
-    let client = ConnectOptions::new()
+    let mut options = ConnectOptions::new();
+    // async-nats takes no credentials from the URL itself.
+    if let Ok(address) = url.parse::<async_nats::ServerAddr>()
+        && let (Some(user), Some(password)) = (address.username(), address.password())
+    {
+        options = options.user_and_password(user.to_string(), password.to_string());
+    }
+    let client = options
         .no_echo()
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -112,8 +132,7 @@ async fn connect(
             }
         })
         .connect(url)
-        .await
-        .with_context(|| format!("linking through {url}"))?;
+        .await?;
     Ok((client, nats_event_rx))
 }
 

@@ -21,7 +21,7 @@ use super::handle::{Control, Handed, Link, Queued};
 use super::port::Port;
 use super::room::Spanning;
 use super::wire::{self, NICK_SUBJECT, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
-use super::{ask, room};
+use super::{ask, room, shown_url};
 use outage::Outage;
 
 /// How often the link checks that its client still answers, and how long
@@ -177,7 +177,7 @@ impl Task {
     )> {
         warn!(
             "link: the client for {} stopped answering; starting a new one",
-            self.url
+            shown_url(&self.url)
         );
         self.on_nats_event(async_nats::Event::Disconnected).await;
         let (client, events) = match super::connect(&self.url).await {
@@ -233,7 +233,8 @@ impl Task {
                     if node_in_use(&self.client, &self.link.node).await {
                         error!(
                             "link: node name \"{}\" is already in use on {}; not linking",
-                            self.link.node, self.url
+                            self.link.node,
+                            shown_url(&self.url)
                         );
                         self.link.connected.store(false, Ordering::Relaxed);
                         return false;
@@ -246,7 +247,7 @@ impl Task {
                 // notice reaches this server.
                 round_trip(&self.client).await;
                 self.link.connected.store(true, Ordering::Relaxed);
-                info!("link to {} up{}", self.url, self.outage.ended());
+                info!("link to {} up{}", shown_url(&self.url), self.outage.ended());
                 let dropped = self.link.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     warn!(
@@ -259,7 +260,7 @@ impl Task {
             async_nats::Event::Disconnected => {
                 self.link.connected.store(false, Ordering::Relaxed);
                 self.outage.began();
-                warn!("link to {} lost; retrying", self.url);
+                warn!("link to {} lost; retrying", shown_url(&self.url));
                 let spanning: Vec<Arc<str>> = self
                     .spanning
                     .lock()
@@ -275,7 +276,9 @@ impl Task {
             }
             // Each failed attempt to reconnect: counted, and said at most
             // once a minute while the broker stays away.
-            async_nats::Event::ClientError(error) => self.outage.failed(&self.url, &error),
+            async_nats::Event::ClientError(error) => {
+                self.outage.failed(&shown_url(&self.url), &error);
+            }
             other => info!("link: {other}"),
         }
         true

@@ -311,3 +311,52 @@ async fn a_client_that_stops_answering_is_replaced() {
     alice.send("after the freeze").await;
     line_where(&mut bob, |line| line == "<alice@one> after the freeze").await;
 }
+
+/// The broker configuration the README shows: only the chat servers'
+/// user may publish or subscribe.
+const LOCKED_BROKER: &str = r#"
+authorization {
+  users = [
+    { user: chat, password: "change-this-secret",
+      permissions: {
+        publish: ["chat.>", "_INBOX.>"]
+        subscribe: ["chat.>", "_INBOX.>"]
+      } }
+  ]
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_broker_lets_only_the_chat_servers_in_and_logs_no_password() {
+    let broker = Broker::start_with_config(LOCKED_BROKER).await;
+    let url = format!("nats://chat:change-this-secret@127.0.0.1:{}", broker.port);
+    let start = |node: &'static str| {
+        let url = url.clone();
+        async move { Server::start(&["--chat", "--link", &url, "--node", node]).await }
+    };
+    let (mut one, mut two) = (start("one").await, start("two").await);
+    let mut alice = Member::named(one.address, "alice").await;
+    let mut bob = Member::named(two.address, "bob").await;
+    alice.send("locked in").await;
+    line_where(&mut bob, |line| line == "<alice@one> locked in").await;
+    // A stranger without the password is refused at once.
+    let mut stranger = tokio::net::TcpStream::connect(("127.0.0.1", broker.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stranger, b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_end(&mut stranger).await;
+    assert!(
+        String::from_utf8_lossy(&answer).contains("Authorization Violation"),
+        "{answer:?}"
+    );
+    for server in [&mut one, &mut two] {
+        let log = server.log_so_far();
+        assert!(log.iter().any(|line| line.contains("chat:***@")), "{log:?}");
+        assert!(
+            !log.iter().any(|line| line.contains("change-this-secret")),
+            "{log:?}"
+        );
+    }
+}

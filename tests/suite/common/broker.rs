@@ -22,8 +22,22 @@ impl Broker {
 
     /// Starts `nats-server` on `port` (a free one if `None`).
     pub async fn start_on(port: Option<u16>) -> Broker {
+        Self::start_with(port, &[]).await
+    }
+
+    /// Starts `nats-server -c FILE` on a free port, `config` in the file.
+    pub async fn start_with_config(config: &str) -> Broker {
+        let file = std::env::temp_dir().join(format!("chat-nats-{}.conf", std::process::id()));
+        std::fs::write(&file, config).expect("writing the broker's configuration");
+        let broker = Self::start_with(None, &["-c", file.to_str().unwrap()]).await;
+        let _ = std::fs::remove_file(&file);
+        broker
+    }
+
+    async fn start_with(port: Option<u16>, args: &[&str]) -> Broker {
         let port_arg = port.map_or("-1".to_string(), |port| port.to_string());
         let mut child = command("nats-server")
+            .args(args)
             .args(["-a", "127.0.0.1", "-p", &port_arg])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
