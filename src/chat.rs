@@ -5,7 +5,6 @@
 //! (`rate`). Wire texts are in [`crate::protocol::chat`].
 
 mod command;
-mod escape;
 mod hub;
 mod mailbox;
 pub use crate::names;
@@ -20,6 +19,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::time::Sleep;
 
+use crate::escape;
 use crate::framing::LineFormat;
 use crate::link;
 use crate::protocol::chat as text;

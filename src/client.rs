@@ -13,6 +13,7 @@ mod connect;
 mod exchange;
 mod stdin;
 mod stdout;
+mod terminal;
 
 use std::fs::File;
 use std::io::{self, IsTerminal};
@@ -27,6 +28,7 @@ pub use config::{Config, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_LINE_BYTES, Tls};
 use exchange::Exchange;
 pub use exchange::READ_CHUNK;
 pub use stdin::STDIN_READ_CHUNK;
+pub use terminal::ColorMode;
 
 /// Runs the client as the `chat-client` command does, on the process's
 /// stdin and stdout.
@@ -72,31 +74,60 @@ async fn talk(
             "connected to {server}{about} — type lines, \".\" to quit"
         ));
     }
-    // The descriptors themselves, unbuffered: the threads batch by hand.
-    let input = File::from(
-        io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .context("opening stdin")?,
-    );
-    let output = File::from(
-        io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .context("opening stdout")?,
-    );
     let quit_sent = Arc::new(AtomicBool::new(false));
-    let lines = stdin::spawn_reader(input, Arc::clone(&config.format), Arc::clone(&quit_sent))?;
-    let printer = stdout::Printer::spawn(output, config.format, server.to_string())?;
-    let moved = connected(Exchange {
-        lines,
-        printer: &printer.replies,
-        server,
-    })
-    .await;
-    // Every way out waits until the replies received are printed.
-    let printed = printer.finish();
-    moved.and(printed)?;
+    let editing = terminal::wanted(config.plain)
+        .then(terminal::Saved::now)
+        .flatten();
+    let moved = match editing {
+        Some(saved) => {
+            saved.restore_on_signals()?;
+            let (lines, printer) =
+                terminal::spawn_editor(Arc::clone(&config.format), Arc::clone(&quit_sent))?;
+            let coloured = config.color.wanted();
+            let screen =
+                terminal::Screen::spawn(printer, config.format, server.to_string(), coloured)?;
+            let moved = connected(Exchange {
+                lines,
+                printer: &screen.replies,
+                server,
+            })
+            .await;
+            let shown = screen.finish();
+            // The editor's thread may still be reading: the terminal is put
+            // back as it was, and the process exits past that thread.
+            saved.restore();
+            moved.and(shown)
+        }
+        None => {
+            // The descriptors themselves, unbuffered: the threads batch by
+            // hand.
+            let input = File::from(
+                io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("opening stdin")?,
+            );
+            let output = File::from(
+                io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("opening stdout")?,
+            );
+            let lines =
+                stdin::spawn_reader(input, Arc::clone(&config.format), Arc::clone(&quit_sent))?;
+            let printer = stdout::Printer::spawn(output, config.format, server.to_string())?;
+            let moved = connected(Exchange {
+                lines,
+                printer: &printer.replies,
+                server,
+            })
+            .await;
+            // Every way out waits until the replies received are printed.
+            let printed = printer.finish();
+            moved.and(printed)
+        }
+    };
+    moved?;
     if on_terminal && !quit_sent.load(Ordering::Relaxed) {
         tell_terminal(&format!("{server} closed the connection"));
     }

@@ -32,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod delimiter;
 mod echo;
+pub(crate) mod escape;
 pub mod framing;
 pub mod link;
 pub mod log;

@@ -73,6 +73,16 @@ struct Args {
     /// sent as SNI) instead of HOST: for connecting by IP address
     #[arg(long, value_name = "NAME", value_parser = tls::server_name)]
     tls_server_name: Option<ServerName<'static>>,
+
+    /// On a terminal: colour nicks, notices and errors (auto: unless
+    /// NO_COLOR is set). Never on a pipe
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: client::ColorMode,
+
+    /// On a terminal too, read and print lines plainly, without the line
+    /// editor (as on a pipe)
+    #[arg(long)]
+    plain: bool,
 }
 
 /// `--host`, and `HOST` without a port: a digits-only host is a port.
@@ -141,6 +151,8 @@ async fn connect(args: Args, host: String, port: u16) -> anyhow::Result<()> {
                 server_name: args.tls_server_name,
             }),
         },
+        plain: args.plain,
+        color: args.color,
     };
     client::run(config).await
 }

@@ -11,10 +11,10 @@ use bytes::{Bytes, BytesMut};
 
 mod linked;
 
-use super::escape::{escape_into, escaped};
 use super::mailbox::Mailbox;
 use super::names;
 use super::settings::Settings;
+use crate::escape::{escape_into, escaped};
 use crate::link::{Event, Link, RemoteNick};
 use crate::protocol::chat as text;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls_pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 
+use super::terminal::ColorMode;
 use crate::framing::LineFormat;
 
 /// Longest reply line the client buffers before giving up.
@@ -27,6 +28,10 @@ pub struct Config {
     pub connect_timeout: Option<Duration>,
     /// `--tls`: speak TLS, and check the server as this says.
     pub tls: Option<Tls>,
+    /// `--plain`: no line editor, even on a terminal.
+    pub plain: bool,
+    /// `--color`: for the line editor's screen only.
+    pub color: ColorMode,
 }
 
 /// `--tls`, `--tls-ca` and `--tls-server-name`: how the server is checked.

@@ -103,7 +103,7 @@ fn print_replies(
 
 /// Keeps in `last_error_line` the last of the `printed` lines (each ended
 /// with `\n`) if it is an error line; forgets it if another line follows.
-fn note_error_line(printed: &[u8], last_error_line: &mut Option<Vec<u8>>) {
+pub(super) fn note_error_line(printed: &[u8], last_error_line: &mut Option<Vec<u8>>) {
     let Some(lines) = printed.strip_suffix(b"\n") else {
         return;
     };

@@ -26,5 +26,6 @@ mod model;
 mod server;
 mod shutdown;
 mod stress;
+mod terminal;
 mod tls;
 mod tls_words;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::super::escape::{escape_into, escaped};
 use super::super::mailbox::Mailbox;
 use super::super::names;
 use super::{Hub, MemberId, lines_with};
+use crate::escape::{escape_into, escaped};
 use crate::link::{Answer, Blocked, Event, Found, Link, Port, Remote, RemoteEvent, RemoteNick};
 use crate::protocol::chat as text;
 

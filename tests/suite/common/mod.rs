@@ -17,6 +17,7 @@ pub mod broker;
 pub mod certs;
 pub mod member;
 pub mod raw_nats;
+pub mod tmux;
 
 /// The longest any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -1,5 +1,6 @@
-//! Relayed text made terminal-safe: a member's line can never move another
-//! member's cursor, change its colours, or forge a line of its own.
+//! Text made terminal-safe: a member's line can never move another
+//! member's cursor, change its colours, or forge a line of its own; and
+//! what `chat-client` shows on a terminal is shown the same way.
 
 use std::fmt::Write;
 
