@@ -281,3 +281,25 @@ async fn lines_pasted_at_once_all_go() {
         bob.expect(&format!("<guest2> {line}")).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_wider_than_the_window_wraps_and_a_resize_redraws_it() {
+    let server = chat_server().await;
+    let mut bob = Member::named(server.address, "bob").await;
+    let tmux = client_in_terminal(server.address, "").await;
+    bob.expect("*** guest2 joined").await;
+    let long = "0123456789".repeat(10);
+    tmux.type_text(&long).await;
+    tmux.wait_for("the long line, wrapped", |screen| {
+        screen.contains(&long[..80]) && screen.contains(&long[80..])
+    })
+    .await;
+    tmux.resize(40, 12).await;
+    tmux.wait_for("the line redrawn in 40 columns", |screen| {
+        screen.lines().any(|row| row.trim_end() == &long[..40])
+    })
+    .await;
+    tmux.type_text("!").await;
+    tmux.keys(&["Enter"]).await;
+    bob.expect(&format!("<guest2> {long}!")).await;
+}

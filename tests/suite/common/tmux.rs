@@ -72,6 +72,16 @@ impl Tmux {
         assert!(self.run(&args).await.success());
     }
 
+    /// Makes the window `columns` by `rows`.
+    pub async fn resize(&self, columns: u16, rows: u16) {
+        let (x, y) = (columns.to_string(), rows.to_string());
+        assert!(
+            self.run(&["resize-window", "-t", "test", "-x", &x, "-y", &y])
+                .await
+                .success()
+        );
+    }
+
     /// Types `text` as it is (`-l`: no key names).
     pub async fn type_text(&self, text: &str) {
         assert!(
