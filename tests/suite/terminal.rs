@@ -29,16 +29,23 @@ async fn client_in_terminal(address: SocketAddr, args: &str) -> Tmux {
     tmux
 }
 
+/// A chat server, bob in it, and the client in a terminal, seen by bob
+/// as `guest2`.
+async fn bob_and_a_terminal() -> (Server, Member, Tmux) {
+    let server = chat_server().await;
+    let mut bob = Member::named(server.address, "bob").await;
+    let tmux = client_in_terminal(server.address, "").await;
+    bob.expect("*** guest2 joined").await;
+    (server, bob, tmux)
+}
+
 async fn chat_server() -> Server {
     Server::start(&["--chat", "--max-rate", "0", "--quiet"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typed_line_stays_whole_while_lines_arrive() {
-    let server = chat_server().await;
-    let mut bob = Member::named(server.address, "bob").await;
-    let tmux = client_in_terminal(server.address, "").await;
-    bob.expect("*** guest2 joined").await;
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
     tmux.type_text("hello wor").await;
     tmux.wait_for("the typed text", |screen| screen.contains("hello wor"))
         .await;
@@ -67,10 +74,7 @@ async fn the_typed_line_stays_whole_while_lines_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readline_keys_and_history_edit_the_line() {
-    let server = chat_server().await;
-    let mut bob = Member::named(server.address, "bob").await;
-    let tmux = client_in_terminal(server.address, "").await;
-    bob.expect("*** guest2 joined").await;
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
     for line in ["first", "second"] {
         tmux.type_text(line).await;
         tmux.keys(&["Enter"]).await;
@@ -234,10 +238,7 @@ async fn ctrl_d_on_an_empty_line_ends_the_input_and_waits_for_the_replies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_typed_during_a_flood_shows() {
-    let server = chat_server().await;
-    let mut bob = Member::named(server.address, "bob").await;
-    let tmux = client_in_terminal(server.address, "").await;
-    bob.expect("*** guest2 joined").await;
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
     let flood: String = (1..=10_000).map(|n| format!("flood {n}\n")).collect();
     bob.send_bytes(flood.as_bytes()).await;
     tmux.wait_for("the flood", |screen| screen.contains("<bob> flood"))
@@ -272,10 +273,7 @@ async fn plain_turns_the_editor_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_pasted_at_once_all_go() {
-    let server = chat_server().await;
-    let mut bob = Member::named(server.address, "bob").await;
-    let tmux = client_in_terminal(server.address, "").await;
-    bob.expect("*** guest2 joined").await;
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
     tmux.type_text("one\rtwo\rthree\r").await;
     for line in ["one", "two", "three"] {
         bob.expect(&format!("<guest2> {line}")).await;
@@ -284,10 +282,7 @@ async fn lines_pasted_at_once_all_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_wider_than_the_window_wraps_and_a_resize_redraws_it() {
-    let server = chat_server().await;
-    let mut bob = Member::named(server.address, "bob").await;
-    let tmux = client_in_terminal(server.address, "").await;
-    bob.expect("*** guest2 joined").await;
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
     let long = "0123456789".repeat(10);
     tmux.type_text(&long).await;
     tmux.wait_for("the long line, wrapped", |screen| {
