@@ -298,3 +298,18 @@ async fn a_line_wider_than_the_window_wraps_and_a_resize_redraws_it() {
     tmux.keys(&["Enter"]).await;
     bob.expect(&format!("<guest2> {long}!")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_clears_a_line_and_on_an_empty_one_ends_the_input() {
+    let (_server, mut bob, tmux) = bob_and_a_terminal().await;
+    tmux.type_text("not this").await;
+    tmux.wait_for("the typed text", |screen| screen.contains("not this"))
+        .await;
+    tmux.keys(&["C-c"]).await;
+    tmux.type_text("this").await;
+    tmux.keys(&["Enter"]).await;
+    bob.expect("<guest2> this").await;
+    tmux.keys(&["C-c"]).await;
+    bob.expect("*** guest2 left").await;
+    exited_and_restored(&tmux, "0").await;
+}
