@@ -92,6 +92,7 @@ fn show_replies(
         show(&rest, coloured, &mut shown);
         let _ = printer.print(shown);
     }
+    settle(&mut printer);
     match last_error_line {
         Some(line) => bail!(
             "server closed the connection: {}",
@@ -100,6 +101,23 @@ fn show_replies(
         None => Ok(()),
     }
 }
+
+/// Returns once everything handed to the editor is on the screen, so the
+/// client can restore the terminal and exit without losing a line. The
+/// editor takes one message at a time, and takes the next only once it has
+/// drawn the one before: two more messages, each a cursor-up and a line
+/// end (drawing nothing, moving nothing), prove it. Once the editor has
+/// ended (Ctrl-D), they go straight to the terminal, as harmless.
+fn settle(printer: &mut impl ExternalPrinter) {
+    for _ in 0..2 {
+        if printer.print(UNSEEN.to_string()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Up one row, and back down.
+const UNSEEN: &str = "\x1b[A\n";
 
 /// Appends `line`, terminal-safe and maybe coloured, and a line end.
 fn show(line: &[u8], coloured: bool, shown: &mut String) {
