@@ -154,7 +154,8 @@ async fn sending(bytes: &'static [u8]) -> SocketAddr {
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         stream.write_all(bytes).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        // Holds the connection open until the test ends.
+        std::future::pending::<()>().await;
     });
     address
 }

@@ -51,16 +51,25 @@ pub(in crate::client) fn spawn_editor(
     let (lines, receiver) = mpsc::channel(QUEUE_DEPTH);
     thread::Builder::new()
         .name("editor".into())
-        .spawn(move || edit(editor, &format, &quit_sent, &lines))
+        .spawn(move || {
+            edit(&mut editor, &format, &quit_sent, lines);
+            // The input has ended, but replies may still come: the editor
+            // goes on drawing them (one handed over as the input ended
+            // included) above an empty line, until another Ctrl-D or the
+            // terminal's end; what is typed now goes nowhere.
+            while editor.readline("").is_ok() {}
+        })
         .context("starting the editor thread")?;
     Ok((receiver, printer))
 }
 
+/// Sends the lines typed until the end of input; `lines` is dropped then,
+/// which the exchange takes for it.
 fn edit(
-    mut editor: DefaultEditor,
+    editor: &mut DefaultEditor,
     format: &LineFormat,
     quit_sent: &AtomicBool,
-    lines: &mpsc::Sender<anyhow::Result<Bytes>>,
+    lines: mpsc::Sender<anyhow::Result<Bytes>>,
 ) {
     let delimiter = format.written_delimiter();
     loop {
