@@ -275,6 +275,15 @@ async fn thousands_of_questions_across_servers_cost_little_memory() {
     );
 }
 
+/// Waits at most 15 s for each of alice and bob to receive a line that
+/// `wanted` says is the one.
+async fn both_told(alice: &mut Member, bob: &mut Member, wanted: impl Fn(&str) -> bool + Copy) {
+    for member in [alice, bob] {
+        let what = format!("{} told", member.nick);
+        within_for(Duration::from_secs(15), &what, line_where(member, wanted)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_answering_is_replaced() {
     let (broker, _one, _two, mut alice, mut bob) = alice_and_bob(&[]).await;
@@ -282,32 +291,10 @@ async fn a_client_that_stops_answering_is_replaced() {
     // client's own pings would take minutes to notice.
     broker.freeze(true);
     let lost = |line: &str| line.starts_with("*** lost link");
-    within_for(
-        Duration::from_secs(15),
-        "alice told",
-        line_where(&mut alice, lost),
-    )
-    .await;
-    within_for(
-        Duration::from_secs(15),
-        "bob told",
-        line_where(&mut bob, lost),
-    )
-    .await;
+    both_told(&mut alice, &mut bob, lost).await;
     broker.freeze(false);
     let restored = |line: &str| line.starts_with("*** link to other servers restored");
-    within_for(
-        Duration::from_secs(15),
-        "alice told",
-        line_where(&mut alice, restored),
-    )
-    .await;
-    within_for(
-        Duration::from_secs(15),
-        "bob told",
-        line_where(&mut bob, restored),
-    )
-    .await;
+    both_told(&mut alice, &mut bob, restored).await;
     alice.send("after the freeze").await;
     line_where(&mut bob, |line| line == "<alice@one> after the freeze").await;
 }

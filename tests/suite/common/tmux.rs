@@ -107,15 +107,17 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Waits until the screen satisfies `wanted`, and returns it.
+    /// Waits until the screen satisfies `wanted`, and returns it. A screen
+    /// says nothing when it changes: it is read every 20 ms until it does.
     pub async fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let mut every = tokio::time::interval(Duration::from_millis(20));
         within_for(Duration::from_secs(20), what, async {
             loop {
+                every.tick().await;
                 let screen = self.screen(false).await;
                 if wanted(&screen) {
                     return screen;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await
