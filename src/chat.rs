@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::time::Sleep;
 
 use crate::escape;
@@ -36,6 +36,8 @@ pub use settings::{DEFAULT_MAX_RATE, DEFAULT_ROOM, DEFAULT_SENDQ, Settings};
 /// A member's consecutive lines are sent to the room in batches of about
 /// this many bytes: one buffer shared by every member, one write each.
 const BATCH_BYTES: usize = 32 * 1024;
+/// Room to spare a shared batch may keep, past an eighth of its length.
+const SPARE_SHARED: usize = 64;
 
 /// Chat mode, as a session: the hub every member's task shares.
 #[derive(Clone)]
@@ -95,6 +97,22 @@ pub(crate) struct Guest {
     id: MemberId,
     nick: Arc<str>,
     mailbox: Arc<Mailbox>,
+}
+
+/// The lines of `batch`, to be shared with the room. A batch that is
+/// mostly room to spare (a line or two where many were buffered: over
+/// `--max-rate`, a line per batch) is shared as a copy of exactly its
+/// lines, and its room kept for the next: a member who reads slowly then
+/// holds only the lines it is owed, not a buffer of each batch's size.
+fn shared(batch: &mut BytesMut) -> Bytes {
+    let spare = batch.capacity() - batch.len();
+    if spare > batch.len() / 8 + SPARE_SHARED {
+        let lines = Bytes::copy_from_slice(batch);
+        batch.clear();
+        lines
+    } else {
+        std::mem::take(batch).freeze()
+    }
 }
 
 /// Has the guest take part in the chat until it leaves, and says why it
@@ -166,7 +184,15 @@ impl Member<'_> {
                 Ok(handled) => handled,
                 Err(end) => return end,
             };
-            match self.mailbox.take(self.queue.parts()) {
+            // Taken only once what was taken before is written: meanwhile
+            // what arrives waits in the mailbox, where small parts are
+            // copied together, and wakes nobody.
+            let taken = if self.queue.is_empty() {
+                self.mailbox.take(self.queue.parts())
+            } else {
+                self.mailbox.closing().map_or(Ok(()), Err)
+            };
+            match taken {
                 Ok(()) => {}
                 Err(Closing::Overflowed) => {
                     return End::TooSlow {
@@ -199,7 +225,7 @@ impl Member<'_> {
                 ..
             } = self;
             let arrival_token_or_room = |context: &mut Context<'_>| {
-                if mailbox.poll_arrival(context).is_ready() {
+                if mailbox.poll_arrival(context, !write).is_ready() {
                     return Poll::Ready(());
                 }
                 if let (Some(waiting), Some(link)) = (blocked.as_mut(), hub.link())
@@ -294,7 +320,7 @@ impl Member<'_> {
     /// Sends the batch to the room, as one buffer every member shares.
     fn post(&self, batch: &mut BytesMut) {
         if !batch.is_empty() {
-            self.hub.post(self.id, std::mem::take(batch).freeze());
+            self.hub.post(self.id, shared(batch));
         }
     }
 
@@ -348,7 +374,7 @@ impl Member<'_> {
 
     /// Sends the member lines of its own (answers, errors).
     fn tell<S: AsRef<str>>(&self, lines: &[S]) {
-        self.mailbox.push(self.hub.lines(lines));
+        self.mailbox.push(&self.hub.lines(lines));
     }
 
     /// Why the member left, as the room is told it.
@@ -381,5 +407,29 @@ impl Member<'_> {
             self.mailbox.take_rest(self.queue.parts());
         }
         self.queue.move_into(&mut connection.outbox);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_mostly_spare_is_shared_as_an_exact_copy_and_a_full_one_as_it_is() {
+        let mut batch = BytesMut::with_capacity(BATCH_BYTES);
+        batch.extend_from_slice(b"<alice> hi\r\n");
+        let room = batch.as_ptr();
+        let lines = shared(&mut batch);
+        assert_eq!(&lines[..], b"<alice> hi\r\n");
+        assert_ne!(lines.as_ptr(), room, "copied out of the batch's buffer");
+        assert!(
+            batch.is_empty() && batch.capacity() >= BATCH_BYTES,
+            "room kept"
+        );
+
+        batch.extend_from_slice(&[b'x'; BATCH_BYTES - 2]);
+        batch.extend_from_slice(b"\r\n");
+        let full = batch.as_ptr();
+        assert_eq!(shared(&mut batch).as_ptr(), full, "shared as it is");
     }
 }

@@ -356,8 +356,8 @@ impl Hub {
         copy.extend_from_slice(&self.delimiter);
         // The copy first: a member who messages itself sees it sent, then
         // received.
-        sender.mailbox.push(copy.freeze());
-        receiver.mailbox.push(private.freeze());
+        sender.mailbox.push(&copy.freeze());
+        receiver.mailbox.push(&private.freeze());
     }
 
     /// The member leaves the server; the room is told why, unless `quietly`
@@ -480,7 +480,7 @@ impl State {
 
     fn send_to(&self, id: MemberId, lines: Bytes) {
         if let Some(member) = self.members.get(&id) {
-            member.mailbox.push(lines);
+            member.mailbox.push(&lines);
         }
     }
 
@@ -491,7 +491,7 @@ impl State {
         };
         for (id, mailbox) in room.members.values() {
             if Some(*id) != except {
-                mailbox.push(lines.clone());
+                mailbox.push(lines);
             }
         }
     }

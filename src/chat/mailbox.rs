@@ -3,12 +3,32 @@
 //! to a thousand members is formatted and stored once. Past the limit the
 //! queue is dropped and marked overflowed: a member who does not read
 //! costs the others nothing and the server no more than the limit.
+//!
+//! What the queue holds alive is about what it counts: once a member is
+//! well behind, small parts (a rate-limited talker's one line per batch)
+//! are copied together into chunks of the member's own, rather than each
+//! keeping a queue slot and a shared buffer the others have long written;
+//! and once taken, the queue starts again with no room at all.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+/// A part at most this long, arriving while more than
+/// [`COPIED_PAST_BYTES`] wait, is copied into the queue's own chunk
+/// instead of being kept as it came.
+const COPIED_PART_BYTES: usize = 512;
+/// Below this much waiting (a join storm's notices, a moment's lag) parts
+/// are only shared: copying them would cost a buffer per member where one
+/// is shared by all, and leave the allocator more to give back.
+const COPIED_PAST_BYTES: usize = 16 * 1024;
+/// The sizes of the chunks small parts are copied into: a quarter of what
+/// waits, within these, so the room a chunk has to spare is small beside
+/// what the queue holds.
+const SMALLEST_CHUNK: usize = 1024;
+const LARGEST_CHUNK: usize = 8 * 1024;
 
 /// One member's queue, shared by everyone who sends to it.
 #[derive(Debug)]
@@ -21,6 +41,8 @@ pub struct Mailbox {
 #[derive(Debug, Default)]
 struct Queue {
     parts: VecDeque<Bytes>,
+    /// Small parts copied together, after every one in `parts`.
+    chunk: BytesMut,
     /// Bytes sent to the member and not yet written to its socket: those
     /// still here, and those its task has taken and is writing.
     unsent: usize,
@@ -30,6 +52,9 @@ struct Queue {
     /// rather than a `Notify`: a waiting member's task then holds no waiter
     /// of its own.
     waiting: Option<Waker>,
+    /// Whether the waiting task is to be woken for a new part, or only for
+    /// a close or an answer (its socket is full: it waits to write).
+    wants_parts: bool,
     /// An answer from the other servers is on its way (the rest of a
     /// greeting, `/who`, `/rooms`, `/msg` across): what the member sends
     /// waits for it, so answers come in the order asked, one at a time.
@@ -56,19 +81,25 @@ impl Mailbox {
     /// Queues `bytes` (whole lines) for the member. A member with nothing
     /// unsent takes a part of any size; past the limit, the queue is
     /// dropped and the mailbox closed as overflowed.
-    pub fn push(&self, bytes: Bytes) {
+    pub fn push(&self, bytes: &Bytes) {
+        self.queue(bytes, false);
+    }
+
+    fn queue(&self, bytes: &Bytes, wake_anyway: bool) {
         let mut queue = self.lock();
         if queue.closing.is_some() {
             return;
         }
-        if queue.unsent > 0 && queue.unsent + bytes.len() > self.limit {
+        let wake = if queue.unsent > 0 && queue.unsent + bytes.len() > self.limit {
             queue.closing = Some(Closing::Overflowed);
             queue.parts = VecDeque::new();
+            queue.chunk = BytesMut::new();
+            true
         } else {
-            queue.unsent += bytes.len();
-            queue.parts.push_back(bytes);
-        }
-        let waiting = queue.waiting.take();
+            queue.add(bytes);
+            wake_anyway || queue.wants_parts
+        };
+        let waiting = if wake { queue.waiting.take() } else { None };
         drop(queue);
         if let Some(waker) = waiting {
             waker.wake();
@@ -81,10 +112,11 @@ impl Mailbox {
         self.lock().awaiting = true;
     }
 
-    /// Queues the answer awaited: the member's lines are read again.
-    pub fn answer(&self, bytes: Bytes) {
+    /// Queues the answer awaited: the member's lines are read again (its
+    /// task is woken even while it waits to write).
+    pub fn answer(&self, bytes: &Bytes) {
         self.lock().awaiting = false;
-        self.push(bytes);
+        self.queue(bytes, true);
     }
 
     /// Whether an answer from the other servers is still on its way.
@@ -111,19 +143,19 @@ impl Mailbox {
         if let Some(closing) = queue.closing {
             return Err(closing);
         }
-        if into.is_empty() {
-            // Taken whole: the mailbox keeps no room while it is empty.
-            *into = std::mem::take(&mut queue.parts);
-        } else {
-            into.extend(queue.parts.drain(..));
-        }
+        queue.move_into(into);
         Ok(())
+    }
+
+    /// Why the mailbox is closed, if it is.
+    pub fn closing(&self) -> Option<Closing> {
+        self.lock().closing
     }
 
     /// Moves what is still queued to the back of `into`, closed or not:
     /// what a member leaving is owed (nothing, if it overflowed).
     pub fn take_rest(&self, into: &mut VecDeque<Bytes>) {
-        into.extend(self.lock().parts.drain(..));
+        self.lock().move_into(into);
     }
 
     /// Counts `count` bytes taken from this mailbox as written.
@@ -132,13 +164,16 @@ impl Mailbox {
         queue.unsent = queue.unsent.saturating_sub(count);
     }
 
-    /// Ready once something is queued or the mailbox is closed; otherwise
-    /// the task is woken when that happens.
-    pub fn poll_arrival(&self, context: &mut Context<'_>) -> Poll<()> {
+    /// Ready once the mailbox is closed or, if `wants_parts`, something
+    /// is queued; otherwise the task is woken when that happens (and for
+    /// an answer).
+    pub fn poll_arrival(&self, context: &mut Context<'_>, wants_parts: bool) -> Poll<()> {
         let mut queue = self.lock();
-        if !queue.parts.is_empty() || queue.closing.is_some() {
+        let queued = !queue.parts.is_empty() || !queue.chunk.is_empty();
+        if queue.closing.is_some() || (wants_parts && queued) {
             return Poll::Ready(());
         }
+        queue.wants_parts = wants_parts;
         match &mut queue.waiting {
             Some(waker) if waker.will_wake(context.waker()) => {}
             waiting => *waiting = Some(context.waker().clone()),
@@ -160,6 +195,46 @@ impl Mailbox {
     }
 }
 
+impl Queue {
+    /// Adds `bytes` after everything queued: a small part that comes while
+    /// much waits is copied into the chunk; any other is kept as it is.
+    fn add(&mut self, bytes: &Bytes) {
+        let behind = self.unsent > COPIED_PAST_BYTES;
+        self.unsent += bytes.len();
+        if behind && bytes.len() <= COPIED_PART_BYTES {
+            if self.chunk.capacity() - self.chunk.len() < bytes.len() {
+                self.close_chunk();
+                let size = (self.unsent / 4).clamp(SMALLEST_CHUNK, LARGEST_CHUNK);
+                self.chunk = BytesMut::with_capacity(size.max(bytes.len()));
+            }
+            self.chunk.extend_from_slice(bytes);
+        } else {
+            self.close_chunk();
+            self.parts.push_back(bytes.clone());
+        }
+    }
+
+    /// Ends the chunk being filled: it goes after the parts before it.
+    fn close_chunk(&mut self) {
+        if !self.chunk.is_empty() {
+            let chunk = std::mem::take(&mut self.chunk).freeze();
+            self.parts.push_back(chunk);
+        }
+    }
+
+    /// Moves every part, in order, to the back of `into`; the queue keeps
+    /// no room.
+    fn move_into(&mut self, into: &mut VecDeque<Bytes>) {
+        self.close_chunk();
+        if into.is_empty() {
+            *into = std::mem::take(&mut self.parts);
+        } else {
+            into.append(&mut self.parts);
+            self.parts = VecDeque::new();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,13 +242,13 @@ mod tests {
     #[test]
     fn a_member_past_the_limit_overflows_and_holds_nothing() {
         let mailbox = Mailbox::new(10);
-        mailbox.push(Bytes::from_static(b"0123456"));
-        mailbox.push(Bytes::from_static(b"789"));
+        mailbox.push(&Bytes::from_static(b"0123456"));
+        mailbox.push(&Bytes::from_static(b"789"));
         let mut taken = VecDeque::new();
         mailbox.take(&mut taken).unwrap();
         assert_eq!(taken.len(), 2);
         // Taken is not written: 10 bytes are still unsent.
-        mailbox.push(Bytes::from_static(b"x"));
+        mailbox.push(&Bytes::from_static(b"x"));
         assert_eq!(mailbox.take(&mut taken), Err(Closing::Overflowed));
         assert!(mailbox.lock().parts.is_empty());
     }
@@ -181,12 +256,36 @@ mod tests {
     #[test]
     fn written_bytes_make_room_and_an_empty_queue_takes_any_size() {
         let mailbox = Mailbox::new(10);
-        mailbox.push(Bytes::from(vec![b'a'; 100]));
+        mailbox.push(&Bytes::from(vec![b'a'; 100]));
         let mut taken = VecDeque::new();
         mailbox.take(&mut taken).unwrap();
         mailbox.written(100);
-        mailbox.push(Bytes::from(vec![b'b'; 10]));
+        mailbox.push(&Bytes::from(vec![b'b'; 10]));
         mailbox.take(&mut taken).unwrap();
         assert_eq!(taken.len(), 2);
+    }
+
+    #[test]
+    fn small_parts_for_a_member_well_behind_are_copied_together_in_order() {
+        let mailbox = Mailbox::new(1024 * 1024);
+        let behind = Bytes::from(vec![b'w'; COPIED_PAST_BYTES + 1]);
+        mailbox.push(&behind);
+        let large = Bytes::from(vec![b'L'; COPIED_PART_BYTES + 1]);
+        let line = |text: &'static [u8]| Bytes::copy_from_slice(text);
+        for part in [
+            line(b"a\r\n"),
+            line(b"b\r\n"),
+            large.clone(),
+            line(b"c\r\n"),
+        ] {
+            mailbox.push(&part);
+        }
+        let mut taken = VecDeque::new();
+        mailbox.take(&mut taken).unwrap();
+        let taken: Vec<&[u8]> = taken.iter().map(|part| &part[..]).collect();
+        assert_eq!(taken, [&behind[..], b"a\r\nb\r\n", &large, b"c\r\n"]);
+        // The large part is the very buffer pushed, shared, not a copy.
+        assert_eq!(taken[2].as_ptr(), large.as_ptr());
+        assert!(mailbox.lock().parts.capacity() == 0 && mailbox.lock().chunk.capacity() == 0);
     }
 }

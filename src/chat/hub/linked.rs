@@ -67,7 +67,7 @@ impl Hub {
         Answer::new(move |remote: Vec<RemoteNick>| {
             let names = merged(local, &remote);
             let lines = text::who(&room, names.iter().map(String::as_str), names.len());
-            to.answer(lines_with(&delimiter, &lines));
+            to.answer(&lines_with(&delimiter, &lines));
         })
     }
 
@@ -91,7 +91,7 @@ impl Hub {
             if arriving {
                 lines.push(text::HOW_TO_TALK.to_string());
             }
-            to.answer(lines_with(&delimiter, &lines));
+            to.answer(&lines_with(&delimiter, &lines));
         })
     }
 
@@ -111,7 +111,7 @@ impl Hub {
                 *rooms.entry(escaped(name.as_bytes())).or_default() += count;
             }
             let lines = text::rooms(rooms.iter().map(|(name, count)| (name.as_str(), *count)));
-            to.answer(lines_with(&delimiter, &lines));
+            to.answer(&lines_with(&delimiter, &lines));
         })
     }
 
@@ -143,7 +143,7 @@ impl Hub {
                     lines_with(&delimiter, &[error])
                 }
             };
-            to.answer(line);
+            to.answer(&line);
         })
     }
 
@@ -169,7 +169,7 @@ impl Hub {
                     text::private_sent_prefix(&mut copy, &escaped(shown(&receiver).as_bytes()));
                     escape_into(&mut copy, &message, max_text);
                     copy.extend_from_slice(&delimiter);
-                    to.answer(copy.freeze());
+                    to.answer(&copy.freeze());
                     return;
                 }
                 Found::Nobody => text::no_such_nick(&asked),
@@ -181,7 +181,7 @@ impl Hub {
                     text::on_several_servers(&asked, members.iter().map(String::as_str))
                 }
             };
-            to.answer(lines_with(&delimiter, &[error]));
+            to.answer(&lines_with(&delimiter, &[error]));
         })
     }
 
@@ -232,7 +232,7 @@ impl Port for Hub {
         text::private_prefix(&mut private, &escaped(shown(from).as_bytes()));
         escape_into(&mut private, message, self.max_text);
         private.extend_from_slice(&self.delimiter);
-        receiver.mailbox.push(private.freeze());
+        receiver.mailbox.push(&private.freeze());
         Some(Arc::clone(&receiver.nick.shown))
     }
 
