@@ -27,6 +27,7 @@
 //! The binaries in `src/bin/` only parse arguments and call in here.
 
 pub mod address;
+mod allocator;
 pub mod chat;
 pub mod cli;
 pub mod client;
