@@ -36,6 +36,8 @@ const RUNS: usize = 3;
 const MEMBERS: usize = 1000;
 /// How long every wait in this bench may take.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// How long the server is left to settle before its memory is read.
+const SETTLE: Duration = Duration::from_secs(2);
 /// The argument that runs the non-reader part inside its namespace.
 const INSIDE: &str = "--inside-namespace";
 /// chat-server's default `--sendq`.
@@ -209,8 +211,9 @@ fn idle_after_backlog() -> (f64, f64) {
             } else {
                 join_reading(server.address, MEMBERS).await
             };
-            // Time for the server to settle once it has written everything.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Time for the server to settle once it has written everything,
+            // and for the allocator to give back what was freed.
+            tokio::time::sleep(SETTLE).await;
             let after = server.resident_kib();
             drop((members, warm.pop()));
             after.saturating_sub(before) as f64 / MEMBERS as f64

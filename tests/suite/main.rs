@@ -10,6 +10,7 @@ mod common;
 
 mod chat;
 mod chat_load;
+mod chat_memory;
 mod chat_model;
 mod cli;
 mod client;

@@ -200,6 +200,13 @@ impl Server {
         self.status_kib("VmHWM:")
     }
 
+    /// Starts the peak [`Server::peak_resident_kib`] reads from now
+    /// (`/proc/PID/clear_refs`, Linux 4.0 and later).
+    pub fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("/proc/PID/clear_refs is writable");
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("/proc/PID/status is readable");
