@@ -369,9 +369,9 @@ fn serve_child(tls: bool, cert: &str, key: &str) {
     });
 }
 
-/// Resident memory per idle echo connection, each having had one line
-/// answered, of a server in a child process.
-fn idle_memory_per_connection(tls: bool, keys: &Keys) -> f64 {
+/// Resident memory per idle echo connection, each having had `lines`
+/// lines answered, of a server in a child process.
+fn idle_memory_per_connection(tls: bool, keys: &Keys, lines: usize) -> f64 {
     let (cert, key) = (&keys.files.cert, &keys.files.key);
     let server = support::ChildServer::spawn(
         support::command(std::env::current_exe().unwrap())
@@ -385,9 +385,12 @@ fn idle_memory_per_connection(tls: bool, keys: &Keys) -> f64 {
         // The first one warms the server up, and is not counted.
         for _ in 0..=IDLE_CONNECTIONS {
             let (mut reader, mut writer) = connect(server.address, tls, keys).await;
-            writer.write_all(LINE).await.unwrap();
+            writer.write_all(&LINE.repeat(lines)).await.unwrap();
             writer.flush().await.unwrap();
-            reader.read_exact(&mut [0; REPLY_LEN]).await.unwrap();
+            reader
+                .read_exact(&mut vec![0; REPLY_LEN * lines])
+                .await
+                .unwrap();
             idle.push((reader, writer));
             measured.get_or_insert_with(|| server.resident_kib());
         }
@@ -395,6 +398,9 @@ fn idle_memory_per_connection(tls: bool, keys: &Keys) -> f64 {
         (grown * 1024) as f64 / IDLE_CONNECTIONS as f64
     })
 }
+
+/// Lines in the burst before an idle connection is measured: 64 KiB.
+const BURST_LINES: usize = 64 * 1024 / LINE.len();
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -430,9 +436,17 @@ fn main() {
         &kinds[3..],
         |kind| chat_run(address(kind), kind, &keys),
     );
-    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys));
+    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys, 1));
     println!(
         "{IDLE_CONNECTIONS} idle connections: chat-server {:.2} KiB each, with TLS {:.2} KiB each",
+        plain / 1024.0,
+        tls / 1024.0
+    );
+    // After a burst of 64 KiB of lines each, answered whole: what grew for
+    // the burst must be given back.
+    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys, BURST_LINES));
+    println!(
+        "{IDLE_CONNECTIONS} idle connections after a 64 KiB burst each: chat-server {:.2} KiB each, with TLS {:.2} KiB each",
         plain / 1024.0,
         tls / 1024.0
     );
