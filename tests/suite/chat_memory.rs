@@ -170,6 +170,13 @@ const TALKERS: usize = 10;
 const TALKER_LINES: usize = 2000;
 const MAX_RATE: &str = "500";
 const TALKER_LINE: &str = "hello, world!";
+/// How many `--sendq`s a member that never reads may add to the peak. It
+/// holds about one; the peaks of two servers' runs differ by up to about
+/// two on a loaded machine (the allocator purges late). A member whose
+/// small parts each keep the batch they came in holds about 37. (Each of
+/// the two defences, copying a batch mostly spare and copying a lagging
+/// member's small parts together, is guarded alone by its unit test.)
+const NON_READER_SENDQS: u64 = 4;
 
 /// The server's peak resident memory, in KiB, while every talker
 /// pipelines its lines and reads everyone else's, beside a member that
@@ -231,7 +238,7 @@ async fn a_member_who_never_reads_holds_about_its_sendq() {
     eprintln!("peak {without} KiB; with a member that never reads, {with} KiB");
     let sendq_kib = (DEFAULT_SENDQ / 1024) as u64;
     assert!(
-        with <= without + 2 * sendq_kib,
+        with <= without + NON_READER_SENDQS * sendq_kib,
         "a member that never reads: peak {with} KiB against {without} KiB without it \
          (--sendq is {sendq_kib} KiB)"
     );
