@@ -154,10 +154,12 @@ impl LineSplitter {
     }
 
     /// Frees the buffer's memory if it holds no bytes, so that a connection
-    /// waiting for input holds no buffer.
+    /// waiting for input holds no buffer. (A buffer whose every byte was
+    /// read and consumed has no capacity left but still holds its memory:
+    /// emptiness, not capacity, says whether to free.)
     pub fn release_if_empty(&mut self) {
         self.drop_consumed();
-        if self.buffer.is_empty() && self.buffer.capacity() > 0 {
+        if self.buffer.is_empty() {
             self.buffer = BytesMut::new();
         }
     }

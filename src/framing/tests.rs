@@ -234,6 +234,19 @@ fn releases_its_buffer_only_when_empty() {
 }
 
 #[test]
+fn releases_a_buffer_that_lines_filled_to_the_last_byte() {
+    let mut s = splitter(b"\n", 100);
+    let buffer = s.buffer_for_read(64);
+    let capacity = buffer.capacity();
+    buffer.extend_from_slice(&b"a\n".repeat(capacity / 2));
+    while let Ok(Some(_)) = s.next_line() {}
+    s.release_if_empty();
+    // Held still, the old memory would be reused whole; freed, a small
+    // read gets a small buffer.
+    assert!(s.buffer_for_read(1).capacity() < capacity);
+}
+
+#[test]
 fn lenient_takes_lf_and_crlf_and_keeps_other_crs() {
     let mut lines = splitter_for(Delimiter::lenient(), 8);
     lines.extend_from_slice(b"nc\ntelnet\r\na\rb\n\r\r\n\n12345678\r\n");
