@@ -27,12 +27,13 @@ use super::config::Config;
 use crate::framing::{LineSplitter, LineTooLong};
 use crate::protocol;
 pub(crate) use stream::Stream;
+
 /// Room for each read: large, so a pipelining client costs few system
 /// calls per line. Reserved only once the socket has bytes, and freed when
 /// it has none, so a waiting connection holds no buffer. (A smaller first
 /// read after each wait made a client that keeps a window of requests in
 /// flight pay an extra read and write per window.)
-const READ_CHUNK: usize = 64 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
 /// Once the outbox holds this much, it is written before any more lines
 /// are answered, and nothing more is read until it is: a client that sends
 /// without reading is slowed down, not buffered for.

@@ -1,6 +1,11 @@
 //! `chat-server`'s memory per idle connection, guarded: a connection that
-//! waits for input holds no buffer, so thousands of them cost little.
+//! waits for input holds no buffer, so thousands of them cost little,
+//! with TLS too, and whatever they were sent before.
 
+use chat::protocol;
+use chat::server::connection::READ_CHUNK;
+
+use crate::common::certs;
 use crate::common::*;
 
 /// Connections held open at once for the measure.
@@ -69,4 +74,63 @@ async fn an_idle_chat_member_costs_at_most_3_kib() {
         MAX_BYTES_PER_IDLE_MEMBER,
         "idle chat member",
     );
+}
+
+/// TLS connections held open at once for the measure, each after a burst.
+const IDLE_TLS_CONNECTIONS: usize = 200;
+/// The most resident memory an idle TLS connection may cost the server,
+/// whatever it was sent before: an idle connection's, plus the TLS
+/// session and the 4 KiB rustls reads records into (about 10.6 KiB
+/// measured).
+const MAX_BYTES_PER_IDLE_TLS_CONNECTION: f64 = 16.0 * 1024.0;
+
+/// The length of each line in the burst, with its CRLF.
+const LINE_BYTES: usize = 64;
+
+/// Exactly one read's worth of lines: the read that takes them fills the
+/// server's buffer to its last byte, and rustls's with full-size records.
+fn one_full_read_of_lines() -> Vec<u8> {
+    let line = [&[b'x'; LINE_BYTES - 2][..], b"\r\n"].concat();
+    assert_eq!(READ_CHUNK % LINE_BYTES, 0);
+    line.repeat(READ_CHUNK / LINE_BYTES)
+}
+
+#[tokio::test]
+async fn an_idle_tls_connection_holds_nothing_of_a_burst_it_was_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = certs::Certs::make();
+    let args = certs.server_args();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.push("--quiet");
+    let server = Server::start(&args).await;
+    let burst = one_full_read_of_lines();
+    let replies = burst.len() / LINE_BYTES * (LINE_BYTES + protocol::REPLY_PREFIX.len());
+    let answered = |mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        let burst = &burst;
+        async move {
+            within("the burst", async {
+                stream.write_all(burst).await.unwrap();
+                stream.flush().await.unwrap();
+                stream.read_exact(&mut vec![0; replies]).await.unwrap();
+            })
+            .await;
+            stream
+        }
+    };
+    let warm = answered(certs::tls_connect(server.address, &certs.ca, None).await).await;
+    let before = server.resident_kib();
+
+    let mut idle = Vec::with_capacity(IDLE_TLS_CONNECTIONS);
+    for _ in 0..IDLE_TLS_CONNECTIONS {
+        let stream = certs::tls_connect(server.address, &certs.ca, None).await;
+        idle.push(answered(stream).await);
+    }
+    let grown_kib = server.resident_kib().saturating_sub(before);
+    assert_at_most(
+        grown_kib,
+        IDLE_TLS_CONNECTIONS,
+        MAX_BYTES_PER_IDLE_TLS_CONNECTION,
+        "idle TLS connection after a 64 KiB burst",
+    );
+    drop((warm, idle));
 }

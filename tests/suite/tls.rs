@@ -7,15 +7,13 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::certs::{Certs, path};
+use crate::common::certs::{Certs, path, tls_connect};
 use crate::common::*;
 use chat::protocol::{self, chat as chat_text};
-use rustls_pki_types::ServerName;
 use tokio::io::{
     AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf, split,
 };
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
+use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 /// A server with TLS on a free port, and its certificates.
@@ -24,28 +22,6 @@ async fn tls_server(certs: &Certs, args: &[&str]) -> Server {
     all.extend(args.iter().map(|arg| arg.to_string()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     Server::start(&all).await
-}
-
-/// A TLS connection made in the test, trusting `ca`, with a receive buffer
-/// of `receive_buffer` bytes if given (a reader the server must wait for).
-async fn tls_connect(
-    address: SocketAddr,
-    ca: &std::path::Path,
-    receive_buffer: Option<u32>,
-) -> TlsStream<TcpStream> {
-    let socket = TcpSocket::new_v4().unwrap();
-    if let Some(size) = receive_buffer {
-        socket.set_recv_buffer_size(size).unwrap();
-    }
-    let stream = within("connecting", socket.connect(address)).await.unwrap();
-    let config = chat::tls::client_config(Some(ca)).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    within(
-        "the handshake",
-        TlsConnector::from(config).connect(name, stream),
-    )
-    .await
-    .expect("the handshake succeeds")
 }
 
 /// A TLS peer that reads lines.

@@ -77,8 +77,13 @@ impl Stream {
                 // rustls may hold decrypted bytes the socket no longer
                 // shows (then it wants no more); if it holds none, the
                 // socket must have something before a buffer is reserved.
-                let (socket, session) = stream.get_ref();
+                let (socket, session) = stream.get_mut();
                 if session.wants_read() && socket.poll_read_ready(context)?.is_pending() {
+                    // rustls shrinks the buffer records are read into (to
+                    // 4 KiB, from up to 32 KiB after full-size records)
+                    // only as it starts its next read: one that finds
+                    // nothing lets it do so before the wait.
+                    let _ = session.read_tls(&mut NothingToRead);
                     return Poll::Pending;
                 }
                 std::pin::pin!(stream.read_buf(lines.buffer_for_read(spare))).poll(context)
@@ -137,6 +142,15 @@ impl Stream {
             return Err(io::Error::last_os_error());
         }
         Ok(usize::try_from(count).unwrap_or(0))
+    }
+}
+
+/// A reader that has nothing yet: its reads end in `WouldBlock`.
+struct NothingToRead;
+
+impl io::Read for NothingToRead {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 

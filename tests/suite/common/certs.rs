@@ -3,8 +3,14 @@
 //! nothing, each in a PEM file of a directory removed at the end; on
 //! request, server certificates that clients refuse ([`Refused`]).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -146,4 +152,28 @@ impl Drop for Certs {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A TLS connection made in the test, trusting `ca`, with a receive buffer
+/// of `receive_buffer` bytes if given (a reader the server must wait for).
+pub async fn tls_connect(
+    address: SocketAddr,
+    ca: &std::path::Path,
+    receive_buffer: Option<u32>,
+) -> TlsStream<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let stream = super::within("connecting", socket.connect(address))
+        .await
+        .unwrap();
+    let config = chat::tls::client_config(Some(ca)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    super::within(
+        "the handshake",
+        TlsConnector::from(config).connect(name, stream),
+    )
+    .await
+    .expect("the handshake succeeds")
 }
