@@ -565,15 +565,7 @@ fn main() {
         return support::serve_until_stdin_closes(|listener| serve(listener, kind));
     }
     const PARTS: [&str; 5] = ["throughput", "latency", "isolation", "idle", "link"];
-    let words: Vec<&String> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| {
-        words.iter().all(|word| !PARTS.contains(&word.as_str()))
-            || words.iter().any(|word| *word == part)
-    };
+    let wanted = support::parts_wanted(&args, &PARTS);
     println!(
         "chat: chat-server --chat against the per-line-write design and the raw fan-out bound, loopback, {RUNS} runs"
     );

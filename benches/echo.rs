@@ -177,15 +177,7 @@ fn main() {
     // `cargo bench --bench echo -- WORD...` runs only the parts named
     // (pipelined, windowed, ping-pong, idle).
     const PARTS: [&str; 4] = ["pipelined", "windowed", "ping-pong", "idle"];
-    let words: Vec<&String> = args
-        .iter()
-        .skip(1)
-        .filter(|arg| !arg.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| {
-        words.iter().all(|word| !PARTS.contains(&word.as_str()))
-            || words.iter().any(|word| *word == part)
-    };
+    let wanted = support::parts_wanted(&args, &PARTS);
     let runtime = support::server_runtime();
     let kinds: Vec<Kind> = std::iter::once(Kind::Chat)
         .chain(support::RAW_ECHOES)

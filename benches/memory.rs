@@ -77,7 +77,7 @@ impl Server {
     }
 
     fn peak_kib(&self) -> u64 {
-        status_kib(self.process.id(), "VmHWM:")
+        support::status_kib(self.process.id(), "VmHWM:")
     }
 
     /// Starts the next peak from now (`clear_refs`, Linux 4.0 and later).
@@ -91,15 +91,6 @@ impl Drop for Server {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// One member's connection, read a line at a time.
@@ -339,15 +330,7 @@ fn main() {
         return inside_namespace();
     }
     const PARTS: [&str; 3] = ["backlog", "waves", "non-reader"];
-    let words: Vec<&String> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |part: &str| {
-        words.iter().all(|word| !PARTS.contains(&word.as_str()))
-            || words.iter().any(|word| *word == part)
-    };
+    let wanted = support::parts_wanted(&args, &PARTS);
     println!("memory: chat-server --chat, {MEMBERS} members, {RUNS} runs");
     let kib = |values: &[f64]| support::range(values, |x| format!("{x:.2}"));
     let mib = |values: &[f64]| support::range(values, |x| format!("{:.1}", x / 1024.0));

@@ -294,12 +294,31 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank]
 }
 
+/// Which of a bench's `parts` to run, from its arguments
+/// (`cargo bench --bench NAME -- PART...`): those named, or all when none
+/// is (so `cargo bench`'s own `--bench` runs them all).
+pub fn parts_wanted<'a>(args: &'a [String], parts: &'a [&str]) -> impl Fn(&str) -> bool + 'a {
+    let words: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    move |part| words.iter().all(|word| !parts.contains(word)) || words.contains(&part)
+}
+
 /// Resident memory of a process, in KiB, from `/proc`.
 pub fn resident_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A figure in KiB from a process's `/proc/PID/status`, by its field name
+/// (`VmRSS:`, `VmHWM:`).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
