@@ -66,15 +66,15 @@ async fn connect(address: SocketAddr) -> TcpStream {
 }
 
 /// One throughput run: lines per second over `connections` connections
-/// pipelining together, and the servers' CPU time per line.
+/// pipelining together, and what the lines cost the servers.
 fn pipelined_run(
     address: SocketAddr,
     kind: Kind,
     connections: usize,
     lines_each: usize,
     window: Option<usize>,
-) -> (f64, f64) {
-    support::lines_per_second_and_cpu(connections * lines_each, async {
+) -> support::LinesRun {
+    support::measure_lines(connections * lines_each, async {
         let mut clients = tokio::task::JoinSet::new();
         for _ in 0..connections {
             clients.spawn(async move {
@@ -258,17 +258,28 @@ fn throughput_row(
     window: Option<usize>,
 ) {
     let all: Vec<(Kind, SocketAddr)> = servers.iter().chain(ceilings).copied().collect();
-    let mut rates = vec![Vec::new(); all.len()];
-    let mut cpus = vec![Vec::new(); all.len()];
+    let mut runs = vec![Vec::new(); all.len()];
     for _ in 0..RUNS {
         for (i, &(kind, address)) in all.iter().enumerate() {
-            let (rate, cpu) = pipelined_run(address, kind, connections, lines_each, window);
-            rates[i].push(rate);
-            cpus[i].push(cpu);
+            runs[i].push(pipelined_run(
+                address,
+                kind,
+                connections,
+                lines_each,
+                window,
+            ));
         }
     }
-    let rates: Vec<f64> = rates.iter_mut().map(|runs| support::median(runs)).collect();
-    let cpus: Vec<f64> = cpus.iter_mut().map(|runs| support::median(runs)).collect();
+    // The median of each figure over the runs, for every server.
+    let medians = |figure: fn(&support::LinesRun) -> f64| -> Vec<f64> {
+        runs.iter()
+            .map(|runs| support::median(&mut runs.iter().map(figure).collect::<Vec<_>>()))
+            .collect()
+    };
+    let rates = medians(|run| run.lines_per_second);
+    let cpus = medians(|run| run.cpu_ns_per_line);
+    let switches = medians(|run| run.switches_per_million);
+    let faults = medians(|run| run.faults_per_million);
     let fastest = |range: std::ops::Range<usize>| {
         range
             .max_by(|&a, &b| rates[a].total_cmp(&rates[b]))
@@ -289,7 +300,8 @@ fn throughput_row(
          {:.0} ns CPU/line; best raw echo ({}) {} lines/s, {:.0} ns CPU/line: \
          {ratio:.2}x (target >= {THROUGHPUT_TARGET}x) {}, CPU {cpu_ratio:.2}x \
          (target <= {CPU_TARGET}x) {}; of the reply-sized ceiling ({}, {:.0} ns CPU/line): \
-         {:.2}x [{}]",
+         {:.2}x; per million lines, context switches {:.0} against the ceiling's {:.0} \
+         ({:.2}x), page faults {:.0} against {:.0} ({:.2}x) [{}]",
         support::per_second(rates[0]),
         cpus[0],
         all[best].0.name(),
@@ -300,6 +312,12 @@ fn throughput_row(
         all[ceiling].0.name(),
         cpus[ceiling],
         rates[0] / rates[ceiling],
+        switches[0],
+        switches[ceiling],
+        switches[0] / switches[ceiling],
+        faults[0],
+        faults[ceiling],
+        faults[0] / faults[ceiling].max(1.0),
         others.join(", "),
     );
 }

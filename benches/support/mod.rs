@@ -168,13 +168,39 @@ pub async fn pipeline(
 /// returns lines a second, and the servers' CPU time per line in
 /// nanoseconds.
 pub fn lines_per_second_and_cpu(lines: usize, clients: impl Future<Output = ()>) -> (f64, f64) {
+    let run = measure_lines(lines, clients);
+    (run.lines_per_second, run.cpu_ns_per_line)
+}
+
+/// What one run of clients cost the servers, per line.
+#[derive(Clone, Copy, Debug)]
+pub struct LinesRun {
+    pub lines_per_second: f64,
+    pub cpu_ns_per_line: f64,
+    /// The servers' threads' context switches (voluntary and not), per
+    /// million lines.
+    pub switches_per_million: f64,
+    /// The servers' threads' minor page faults, per million lines.
+    pub faults_per_million: f64,
+}
+
+/// Runs `clients` (which answer `lines` lines in all) on a client runtime,
+/// and says what that cost the servers' worker threads.
+pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRun {
     client_runtime().block_on(async {
-        let cpu_before = server_cpu();
+        let before = ServerCounters::now();
         let started = std::time::Instant::now();
         clients.await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let after = ServerCounters::now();
         let lines = lines as f64;
-        let cpu = (server_cpu() - cpu_before).as_secs_f64();
-        (lines / started.elapsed().as_secs_f64(), cpu * 1e9 / lines)
+        let per_million = |count: u64| count as f64 * 1e6 / lines;
+        LinesRun {
+            lines_per_second: lines / elapsed,
+            cpu_ns_per_line: (after.cpu - before.cpu).as_secs_f64() * 1e9 / lines,
+            switches_per_million: per_million(after.switches - before.switches),
+            faults_per_million: per_million(after.faults - before.faults),
+        }
     })
 }
 
@@ -258,22 +284,50 @@ const SERVER_THREAD: &str = "bench-server";
 /// CPU time used so far by the servers' worker threads (the benches'
 /// clients run on the main thread), from `/proc/self/task/*/schedstat`.
 pub fn server_cpu() -> Duration {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if name.trim_end() != SERVER_THREAD {
-            continue;
+    ServerCounters::now().cpu
+}
+
+/// What the servers' worker threads have cost so far, from
+/// `/proc/self/task/*`: CPU time (`schedstat`), context switches
+/// (`status`) and minor page faults (`stat`).
+struct ServerCounters {
+    cpu: Duration,
+    switches: u64,
+    faults: u64,
+}
+
+impl ServerCounters {
+    fn now() -> ServerCounters {
+        let mut counters = ServerCounters {
+            cpu: Duration::ZERO,
+            switches: 0,
+            faults: 0,
+        };
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let read = |file: &str| std::fs::read_to_string(path.join(file)).unwrap_or_default();
+            if read("comm").trim_end() != SERVER_THREAD {
+                continue;
+            }
+            let number = |text: Option<&str>| text.and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+            counters.cpu +=
+                Duration::from_nanos(number(read("schedstat").split_whitespace().next()));
+            for line in read("status").lines() {
+                if let Some(count) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    counters.switches += number(Some(count));
+                }
+            }
+            // `stat`: the fields after the name in parentheses start with
+            // the state (field 3); minflt is field 10.
+            let stat = read("stat");
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            counters.faults += number(after_name.split_whitespace().nth(7));
         }
-        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
-        let on_cpu: u64 = schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|nanos| nanos.parse().ok())
-            .unwrap_or(0);
-        total += on_cpu;
+        counters
     }
-    Duration::from_nanos(total)
 }
 
 /// The smallest and largest of `values`, as `low-high` with `unit`.
