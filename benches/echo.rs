@@ -278,7 +278,8 @@ fn throughput_row(
     };
     let rates = medians(|run| run.lines_per_second);
     let cpus = medians(|run| run.cpu_ns_per_line);
-    let switches = medians(|run| run.switches_per_million);
+    let parks = medians(|run| run.parks_per_million);
+    let preemptions = medians(|run| run.preemptions_per_million);
     let faults = medians(|run| run.faults_per_million);
     let fastest = |range: std::ops::Range<usize>| {
         range
@@ -300,8 +301,8 @@ fn throughput_row(
          {:.0} ns CPU/line; best raw echo ({}) {} lines/s, {:.0} ns CPU/line: \
          {ratio:.2}x (target >= {THROUGHPUT_TARGET}x) {}, CPU {cpu_ratio:.2}x \
          (target <= {CPU_TARGET}x) {}; of the reply-sized ceiling ({}, {:.0} ns CPU/line): \
-         {:.2}x; per million lines, context switches {:.0} against the ceiling's {:.0} \
-         ({:.2}x), page faults {:.0} against {:.0} ({:.2}x) [{}]",
+         {:.2}x; per million lines, parks {:.0} against the ceiling's {:.0}, \
+         preemptions {:.0} against {:.0}, page faults {:.0} against {:.0} [{}]",
         support::per_second(rates[0]),
         cpus[0],
         all[best].0.name(),
@@ -312,12 +313,12 @@ fn throughput_row(
         all[ceiling].0.name(),
         cpus[ceiling],
         rates[0] / rates[ceiling],
-        switches[0],
-        switches[ceiling],
-        switches[0] / switches[ceiling],
+        parks[0],
+        parks[ceiling],
+        preemptions[0],
+        preemptions[ceiling],
         faults[0],
         faults[ceiling],
-        faults[0] / faults[ceiling].max(1.0),
         others.join(", "),
     );
 }

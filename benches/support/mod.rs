@@ -177,9 +177,12 @@ pub fn lines_per_second_and_cpu(lines: usize, clients: impl Future<Output = ()>)
 pub struct LinesRun {
     pub lines_per_second: f64,
     pub cpu_ns_per_line: f64,
-    /// The servers' threads' context switches (voluntary and not), per
-    /// million lines.
-    pub switches_per_million: f64,
+    /// The servers' threads' voluntary context switches (a worker with
+    /// nothing to do parks), per million lines.
+    pub parks_per_million: f64,
+    /// Their involuntary ones (preempted: on two cores the clients' thread
+    /// competes with them), per million lines.
+    pub preemptions_per_million: f64,
     /// The servers' threads' minor page faults, per million lines.
     pub faults_per_million: f64,
 }
@@ -198,7 +201,8 @@ pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRu
         LinesRun {
             lines_per_second: lines / elapsed,
             cpu_ns_per_line: (after.cpu - before.cpu).as_secs_f64() * 1e9 / lines,
-            switches_per_million: per_million(after.switches - before.switches),
+            parks_per_million: per_million(after.parks - before.parks),
+            preemptions_per_million: per_million(after.preemptions - before.preemptions),
             faults_per_million: per_million(after.faults - before.faults),
         }
     })
@@ -292,7 +296,8 @@ pub fn server_cpu() -> Duration {
 /// (`status`) and minor page faults (`stat`).
 struct ServerCounters {
     cpu: Duration,
-    switches: u64,
+    parks: u64,
+    preemptions: u64,
     faults: u64,
 }
 
@@ -300,7 +305,8 @@ impl ServerCounters {
     fn now() -> ServerCounters {
         let mut counters = ServerCounters {
             cpu: Duration::ZERO,
-            switches: 0,
+            parks: 0,
+            preemptions: 0,
             faults: 0,
         };
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
@@ -313,11 +319,10 @@ impl ServerCounters {
             counters.cpu +=
                 Duration::from_nanos(number(read("schedstat").split_whitespace().next()));
             for line in read("status").lines() {
-                if let Some(count) = line
-                    .strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-                {
-                    counters.switches += number(Some(count));
+                if let Some(count) = line.strip_prefix("voluntary_ctxt_switches:") {
+                    counters.parks += number(Some(count));
+                } else if let Some(count) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+                    counters.preemptions += number(Some(count));
                 }
             }
             // `stat`: the fields after the name in parentheses start with
