@@ -262,7 +262,12 @@ async fn raw_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
 
 /// Answers each whole [`LINE`] read with a reply of chat-server's length,
 /// from a buffer made once: the bytes chat-server moves, none of its work.
-async fn reply_sized_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
+/// Over TCP or inside TLS (`benches/tls.rs`).
+#[allow(dead_code)] // Each bench uses its own part of this module.
+pub async fn reply_sized_echo<S>(mut stream: S, read_size: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let reply_line = [REPLY_PREFIX, LINE].concat();
     let replies = reply_line.repeat(read_size / LINE.len() + 1);
     let mut buffer = vec![0; read_size];
@@ -275,6 +280,7 @@ async fn reply_sized_echo(mut stream: tokio::net::TcpStream, read_size: usize) {
             .write_all(&replies[..lines * reply_line.len()])
             .await
             .is_err()
+            || stream.flush().await.is_err()
         {
             return;
         }
