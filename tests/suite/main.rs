@@ -24,6 +24,7 @@ mod listening;
 mod logging;
 mod memory;
 mod model;
+mod overhead;
 mod server;
 mod shutdown;
 mod stress;
