@@ -33,6 +33,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/unbuffered_tls.rs"]
+mod unbuffered_tls;
 use support::{LINE, LINES_PER_WRITE, REPLY_LEN, client_runtime};
 
 /// A chat line, and how it reaches the others.
@@ -52,6 +54,9 @@ enum Kind {
     /// tokio-rustls answering each line with a prebuilt reply as long as
     /// chat-server's, reading 64 KiB at a time: TLS and the bytes, no work.
     RawTlsEcho,
+    /// The same on rustls's unbuffered API, holding no buffer while idle:
+    /// what chat-server's TLS would cost on it (`support/unbuffered_tls.rs`).
+    UnbufferedTlsEcho,
     /// chat-server --chat, plain or with TLS.
     Chat { tls: bool },
 }
@@ -62,6 +67,7 @@ impl Kind {
             Kind::Echo { tls: false } => "chat-server",
             Kind::Echo { tls: true } => "chat-server TLS",
             Kind::RawTlsEcho => "reply-sized TLS echo (64 KiB)",
+            Kind::UnbufferedTlsEcho => "the same, unbuffered rustls",
             Kind::Chat { tls: false } => "chat-server --chat",
             Kind::Chat { tls: true } => "chat-server --chat TLS",
         }
@@ -146,6 +152,9 @@ fn start(runtime: &tokio::runtime::Runtime, kind: Kind, keys: &Keys) -> SocketAd
                 let acceptor = TlsAcceptor::from(Arc::clone(&keys.server));
                 tokio::spawn(raw_tls_echo(listener, acceptor));
             }
+            Kind::UnbufferedTlsEcho => {
+                tokio::spawn(unbuffered_tls_echo(listener, Arc::clone(&keys.server)));
+            }
         }
         address
     })
@@ -162,6 +171,20 @@ async fn raw_tls_echo(listener: TcpListener, acceptor: TlsAcceptor) {
             let stream = acceptor.accept(stream).await.unwrap();
             support::reply_sized_echo(stream, chat::server::connection::READ_CHUNK).await;
         });
+    }
+}
+
+/// [`unbuffered_tls::serve`] for each connection `listener` accepts.
+async fn unbuffered_tls_echo(listener: TcpListener, config: Arc<ServerConfig>) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let config = Arc::clone(&config);
+        tokio::spawn(unbuffered_tls::serve(
+            stream,
+            config,
+            chat::server::connection::READ_CHUNK,
+        ));
     }
 }
 
@@ -313,12 +336,16 @@ fn table(
     let mut rate_ratio = Vec::new();
     let mut cpu_ratio = Vec::new();
     let mut of_ceiling = Vec::new();
+    let mut unbuffered_ratio = Vec::new();
     for _ in 0..RUNS {
         let run: Vec<(f64, f64)> = kinds.iter().map(|&kind| measure(kind)).collect();
         rate_ratio.push(run[1].0 / run[0].0);
         cpu_ratio.push(run[1].1 / run[0].1);
         if let Some(ceiling) = run.get(2) {
             of_ceiling.push(run[1].0 / ceiling.0);
+        }
+        if let Some(unbuffered) = run.get(3) {
+            unbuffered_ratio.push(unbuffered.0 / run[2].0);
         }
         for (at, (rate, cpu)) in run.into_iter().enumerate() {
             rates[at].push(rate);
@@ -344,8 +371,15 @@ fn table(
             support::range(&of_ceiling, |x| format!("{x:.2}x")),
         ),
     };
+    let unbuffered = match unbuffered_ratio.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; unbuffered rustls {} tokio-rustls's {units}/s",
+            support::range(&unbuffered_ratio, |x| format!("{x:.2}x")),
+        ),
+    };
     println!(
-        "{what}: {}; with TLS {} the {units}/s, {} the CPU/{unit}{ceiling}",
+        "{what}: {}; with TLS {} the {units}/s, {} the CPU/{unit}{ceiling}{unbuffered}",
         figures.join("; "),
         support::range(&rate_ratio, |x| format!("{x:.2}x")),
         support::range(&cpu_ratio, |x| format!("{x:.2}x")),
@@ -355,17 +389,40 @@ fn table(
 /// chat-server's TLS echo against the reply-sized TLS echo, in one run.
 const TLS_TARGET: f64 = 0.9;
 
+/// What [`idle_memory_per_connection`] measures, in a child process.
+#[derive(Clone, Copy, PartialEq)]
+enum Idle {
+    Plain,
+    Tls,
+    /// [`Kind::UnbufferedTlsEcho`].
+    Unbuffered,
+}
+
+impl Idle {
+    fn name(self) -> &'static str {
+        match self {
+            Idle::Plain => "plain",
+            Idle::Tls => "tls",
+            Idle::Unbuffered => "unbuffered",
+        }
+    }
+}
+
 /// The child's side of [`idle_memory_per_connection`]: chat-server's echo
-/// mode, with TLS from the PEM files given if `tls`.
-fn serve_child(tls: bool, cert: &str, key: &str) {
-    let tls = tls.then(|| {
-        let files = chat::tls::ServerFiles {
-            cert: cert.into(),
-            key: key.into(),
-        };
-        let config = chat::tls::server_config(&files).unwrap();
-        server::Tls::new(config, server::HANDSHAKE_TIMEOUT)
-    });
+/// mode, with TLS from the PEM files given unless `plain`, or the
+/// unbuffered TLS echo.
+fn serve_child(idle: &str, cert: &str, key: &str) {
+    let files = chat::tls::ServerFiles {
+        cert: cert.into(),
+        key: key.into(),
+    };
+    let tls_config = || chat::tls::server_config(&files).unwrap();
+    if idle == Idle::Unbuffered.name() {
+        let config = tls_config();
+        return support::serve_until_stdin_closes(|listener| unbuffered_tls_echo(listener, config));
+    }
+    let tls = (idle == Idle::Tls.name())
+        .then(|| server::Tls::new(tls_config(), server::HANDSHAKE_TIMEOUT));
     let config = Config {
         tls,
         ..support::server_config()
@@ -379,12 +436,13 @@ fn serve_child(tls: bool, cert: &str, key: &str) {
 
 /// Resident memory per idle echo connection, each having had `lines`
 /// lines answered, of a server in a child process.
-fn idle_memory_per_connection(tls: bool, keys: &Keys, lines: usize) -> f64 {
+fn idle_memory_per_connection(idle: Idle, keys: &Keys, lines: usize) -> f64 {
+    let tls = idle != Idle::Plain;
     let (cert, key) = (&keys.files.cert, &keys.files.key);
     let server = support::ChildServer::spawn(
         support::command(std::env::current_exe().unwrap())
             .arg(support::SERVE)
-            .arg(if tls { "tls" } else { "plain" })
+            .arg(idle.name())
             .args([cert, key]),
     );
     client_runtime().block_on(async {
@@ -413,7 +471,7 @@ const BURST_LINES: usize = 64 * 1024 / LINE.len();
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == support::SERVE) {
-        return serve_child(args[at + 1] == "tls", &args[at + 2], &args[at + 3]);
+        return serve_child(&args[at + 1], &args[at + 2], &args[at + 3]);
     }
     let keys = Arc::new(Keys::make());
     let runtime = support::server_runtime();
@@ -421,6 +479,7 @@ fn main() {
         Kind::Echo { tls: false },
         Kind::Echo { tls: true },
         Kind::RawTlsEcho,
+        Kind::UnbufferedTlsEcho,
         Kind::Chat { tls: false },
         Kind::Chat { tls: true },
     ];
@@ -434,25 +493,29 @@ fn main() {
         table(
             &format!("pipelined echo, {connections:>2} connection(s)"),
             ["line", "lines"],
-            &kinds[..3],
+            &kinds[..4],
             |kind| echo_run(address(kind), kind, connections, lines_each, &keys),
         );
     }
     table(
         &format!("chat fan-out, 1 sender, {RECEIVERS} receivers"),
         ["delivery", "deliveries"],
-        &kinds[3..],
+        &kinds[4..],
         |kind| chat_run(address(kind), kind, &keys),
     );
-    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys, 1));
+    let [plain, tls, unbuffered] = [Idle::Plain, Idle::Tls, Idle::Unbuffered]
+        .map(|idle| idle_memory_per_connection(idle, &keys, 1));
     println!(
-        "{IDLE_CONNECTIONS} idle connections: chat-server {:.2} KiB each, with TLS {:.2} KiB each",
+        "{IDLE_CONNECTIONS} idle connections: chat-server {:.2} KiB each, with TLS {:.2} KiB each \
+         (target <= 4 KiB); the unbuffered TLS echo {:.2} KiB each",
         plain / 1024.0,
-        tls / 1024.0
+        tls / 1024.0,
+        unbuffered / 1024.0,
     );
     // After a burst of 64 KiB of lines each, answered whole: what grew for
     // the burst must be given back.
-    let [plain, tls] = [false, true].map(|tls| idle_memory_per_connection(tls, &keys, BURST_LINES));
+    let [plain, tls] =
+        [Idle::Plain, Idle::Tls].map(|idle| idle_memory_per_connection(idle, &keys, BURST_LINES));
     println!(
         "{IDLE_CONNECTIONS} idle connections after a 64 KiB burst each: chat-server {:.2} KiB each, with TLS {:.2} KiB each",
         plain / 1024.0,
