@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::framing::LineFormat;
@@ -19,7 +18,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the server speaks TLS.
 #[derive(Clone)]
 pub struct Tls {
-    pub(super) acceptor: TlsAcceptor,
+    pub(super) config: Arc<ServerConfig>,
     pub(super) timeout: Duration,
 }
 
@@ -28,7 +27,7 @@ impl Tls {
     /// must finish within `timeout`.
     pub fn new(config: Arc<ServerConfig>, timeout: Duration) -> Self {
         Self {
-            acceptor: TlsAcceptor::from(config),
+            config,
             timeout,
         }
     }
@@ -38,7 +37,7 @@ impl Tls {
     /// The same, with handshakes given at most `limit`.
     pub(super) fn within(&self, limit: Duration) -> Tls {
         Tls {
-            acceptor: self.acceptor.clone(),
+            config: Arc::clone(&self.config),
             timeout: self.timeout.min(limit),
         }
     }

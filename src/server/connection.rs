@@ -8,6 +8,7 @@
 mod close;
 pub(crate) mod queued;
 mod stream;
+mod tls_session;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use super::config::Config;
 use crate::framing::{LineSplitter, LineTooLong};
 use crate::protocol;
 pub(crate) use stream::Stream;
+pub(crate) use tls_session::TlsSession;
 
 /// Room for each read: large, so a pipelining client costs few system
 /// calls per line. Reserved only once the socket has bytes, and freed when

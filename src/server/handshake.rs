@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::rustls::ServerConfig;
 use tracing::info;
 
 use super::config::{Config, Tls};
-use super::connection::Stream;
+use super::connection::{Stream, TlsSession};
 use super::session;
 use crate::tls::explain;
 
@@ -33,7 +32,7 @@ pub(super) async fn then_serve<F: Future<Output = ()>>(
     mut stop: watch::Receiver<()>,
     serve: impl FnOnce(Stream) -> F,
 ) {
-    let opening = tokio::time::timeout(tls.timeout, open(&tls.acceptor, stream));
+    let opening = tokio::time::timeout(tls.timeout, open(&tls.config, stream));
     let failure = tokio::select! {
         _ = stop.changed() => return,
         opened = opening => match opened {
@@ -52,14 +51,14 @@ pub(super) async fn then_serve<F: Future<Output = ()>>(
 
 /// How a connection's start went.
 enum Opened {
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsSession>),
     /// Its first byte cannot start a TLS handshake.
     Plaintext(TcpStream),
     Failed(String),
 }
 
 /// Makes the handshake, once the client's first byte shows it is one.
-async fn open(acceptor: &TlsAcceptor, stream: TcpStream) -> Opened {
+async fn open(config: &Arc<ServerConfig>, stream: TcpStream) -> Opened {
     let mut first = [0; 1];
     match stream.peek(&mut first).await {
         Ok(0) => return Opened::Failed("closed before its handshake".to_string()),
@@ -67,7 +66,7 @@ async fn open(acceptor: &TlsAcceptor, stream: TcpStream) -> Opened {
         Ok(_) => {}
         Err(error) => return Opened::Failed(error.to_string()),
     }
-    match acceptor.accept(stream).await {
+    match TlsSession::accept(stream, Arc::clone(config)).await {
         Ok(stream) => Opened::Tls(Box::new(stream)),
         Err(error) => Opened::Failed(explain::server_failure(&error)),
     }

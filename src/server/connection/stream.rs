@@ -2,27 +2,26 @@
 //! transport reads, writes and closes through this one type, so both modes
 //! work the same inside TLS; what differs is here.
 //!
-//! With TLS, bytes written are first encrypted into records that rustls
-//! holds until the socket takes them, so "written" is not "sent": whoever
-//! writes without waiting (a chat member) must push those records out too
-//! ([`Stream::has_unsent`], [`Stream::poll_writable`]).
+//! With TLS ([`TlsSession`]), bytes written are first encrypted into
+//! records held until the socket takes them, so "written" is not "sent":
+//! whoever writes without waiting (a chat member) must push those records
+//! out too ([`Stream::has_unsent`], [`Stream::poll_writable`]).
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
+use super::tls_session::TlsSession;
 use crate::framing::LineSplitter;
 
 pub(crate) enum Stream {
     Tcp(TcpStream),
     /// Boxed: a TLS session is a few kilobytes, which plain connections
     /// should not carry.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsSession>),
 }
 
 impl Stream {
@@ -30,19 +29,17 @@ impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Tcp(stream) => stream,
-            Stream::Tls(stream) => stream.get_ref().0,
+            Stream::Tls(session) => session.tcp(),
         }
     }
 
     /// The TLS version agreed (`TLS 1.3`), for the log; `None` for plain
     /// TCP.
     pub(super) fn tls_version(&self) -> Option<&'static str> {
-        let Stream::Tls(stream) = self else {
+        let Stream::Tls(session) = self else {
             return None;
         };
-        Some(crate::tls::version_name(
-            stream.get_ref().1.protocol_version(),
-        ))
+        Some(crate::tls::version_name(session.protocol_version()))
     }
 
     /// Replies are batched by hand, so Nagle's delay would only add latency.
@@ -73,21 +70,7 @@ impl Stream {
                     read => return Poll::Ready(read),
                 }
             },
-            Stream::Tls(stream) => {
-                // rustls may hold decrypted bytes the socket no longer
-                // shows (then it wants no more); if it holds none, the
-                // socket must have something before a buffer is reserved.
-                let (socket, session) = stream.get_mut();
-                if session.wants_read() && socket.poll_read_ready(context)?.is_pending() {
-                    // rustls shrinks the buffer records are read into (to
-                    // 4 KiB, from up to 32 KiB after full-size records)
-                    // only as it starts its next read: one that finds
-                    // nothing lets it do so before the wait.
-                    let _ = session.read_tls(&mut NothingToRead);
-                    return Poll::Pending;
-                }
-                std::pin::pin!(stream.read_buf(lines.buffer_for_read(spare))).poll(context)
-            }
+            Stream::Tls(session) => session.poll_read_into(context, lines, spare),
         }
     }
 
@@ -96,15 +79,8 @@ impl Stream {
     pub(super) fn try_write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(stream) => stream.try_write_vectored(slices),
-            Stream::Tls(stream) => {
-                // Never woken: whoever gets `WouldBlock` waits with
-                // `poll_writable`, which registers.
-                let mut context = Context::from_waker(Waker::noop());
-                match Pin::new(&mut **stream).poll_write_vectored(&mut context, slices) {
-                    Poll::Ready(written) => written,
-                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-                }
-            }
+            // Whoever gets `WouldBlock` waits with `poll_writable`.
+            Stream::Tls(session) => session.try_write_vectored(slices),
         }
     }
 
@@ -113,7 +89,7 @@ impl Stream {
     pub(super) fn has_unsent(&self) -> bool {
         match self {
             Stream::Tcp(_) => false,
-            Stream::Tls(stream) => stream.get_ref().1.wants_write(),
+            Stream::Tls(session) => session.has_unsent(),
         }
     }
 
@@ -122,10 +98,8 @@ impl Stream {
     pub(super) fn poll_writable(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Stream::Tcp(stream) => stream.poll_write_ready(context),
-            Stream::Tls(stream) if stream.get_ref().1.wants_write() => {
-                Pin::new(&mut **stream).poll_flush(context)
-            }
-            Stream::Tls(stream) => stream.get_ref().0.poll_write_ready(context),
+            Stream::Tls(session) if session.has_unsent() => session.poll_send(context),
+            Stream::Tls(session) => session.tcp().poll_write_ready(context),
         }
     }
 
@@ -145,15 +119,6 @@ impl Stream {
     }
 }
 
-/// A reader that has nothing yet: its reads end in `WouldBlock`.
-struct NothingToRead;
-
-impl io::Read for NothingToRead {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -162,7 +127,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_read(context, buffer),
-            Stream::Tls(stream) => Pin::new(&mut **stream).poll_read(context, buffer),
+            Stream::Tls(session) => session.poll_read(context, buffer),
         }
     }
 }
@@ -175,14 +140,21 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_write(context, bytes),
-            Stream::Tls(stream) => Pin::new(&mut **stream).poll_write(context, bytes),
+            Stream::Tls(session) => loop {
+                match session.try_write_vectored(&[IoSlice::new(bytes)]) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(session.poll_send(context))?;
+                    }
+                    written => return Poll::Ready(written),
+                }
+            },
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_flush(context),
-            Stream::Tls(stream) => Pin::new(&mut **stream).poll_flush(context),
+            Stream::Tls(session) => session.poll_send(context),
         }
     }
 
@@ -191,7 +163,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(stream) => Pin::new(stream).poll_shutdown(context),
-            Stream::Tls(stream) => Pin::new(&mut **stream).poll_shutdown(context),
+            Stream::Tls(session) => session.poll_shutdown(context),
         }
     }
 }

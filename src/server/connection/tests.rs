@@ -13,10 +13,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
 use super::queued::SendQueue;
-use super::{Connection, Stream};
+use super::{Connection, Stream, TlsSession};
 use crate::delimiter::Delimiter;
 use crate::framing::LineFormat;
 use crate::server::Config;
@@ -62,10 +62,7 @@ async fn tls_connection() -> (Connection, JoinHandle<usize>, watch::Sender<()>) 
     socket2::SockRef::from(&stream)
         .set_send_buffer_size(SOCKET_BUFFER as usize)
         .unwrap();
-    let stream = TlsAcceptor::from(Arc::new(server))
-        .accept(stream)
-        .await
-        .unwrap();
+    let stream = TlsSession::accept(stream, Arc::new(server)).await.unwrap();
     let config = Config {
         format: Arc::new(LineFormat::new(Delimiter::crlf(), 1024)),
         max_connections: 1,
