@@ -26,10 +26,7 @@ impl Tls {
     /// TLS with `config` (see [`crate::tls::server_config`]); handshakes
     /// must finish within `timeout`.
     pub fn new(config: Arc<ServerConfig>, timeout: Duration) -> Self {
-        Self {
-            config,
-            timeout,
-        }
+        Self { config, timeout }
     }
 }
 

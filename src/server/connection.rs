@@ -8,9 +8,9 @@
 mod close;
 pub(crate) mod queued;
 mod stream;
-mod tls_session;
 #[cfg(test)]
 mod tests;
+mod tls_session;
 
 use std::fmt;
 use std::io;

@@ -69,6 +69,44 @@ impl Peer {
     }
 }
 
+/// A line the client sends with its handshake's last flight, in the same
+/// write as its Finished, is answered: the server decrypts it while it
+/// finishes the handshake, and keeps it for the first read.
+#[tokio::test]
+async fn a_line_sent_with_the_handshake_is_answered() {
+    use std::io::{Read, Write};
+    use tokio_rustls::rustls::ClientConnection;
+    use tokio_rustls::rustls::pki_types::ServerName;
+
+    let certs = Certs::make();
+    let server = tls_server(&certs, &[]).await;
+    let config = chat::tls::client_config(Some(&certs.ca)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = ClientConnection::new(config, name).unwrap();
+    // Held until the handshake is done, then sent right after Finished.
+    tls.writer().write_all(b"with the handshake\r\n").unwrap();
+    let mut tcp = connect(server.address).await;
+    let mut received = Vec::new();
+    let mut buffer = vec![0; 16 * 1024];
+    within("the reply", async {
+        while !received.ends_with(b"\r\n") {
+            // All that is due in one write: Finished and the line together.
+            let mut flight = Vec::new();
+            while tls.wants_write() {
+                tls.write_tls(&mut flight).unwrap();
+            }
+            tcp.write_all(&flight).await.unwrap();
+            let count = tcp.read(&mut buffer).await.unwrap();
+            assert!(count > 0, "the server closed");
+            tls.read_tls(&mut &buffer[..count]).unwrap();
+            tls.process_new_packets().unwrap();
+            let _ = tls.reader().read_to_end(&mut received);
+        }
+    })
+    .await;
+    assert_eq!(received, b"You sent: with the handshake\r\n");
+}
+
 #[tokio::test]
 async fn echo_works_inside_tls_and_closes_with_close_notify() {
     let certs = Certs::make();

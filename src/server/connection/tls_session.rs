@@ -342,7 +342,11 @@ impl TlsSession {
     /// Runs rustls over the records received until it needs more bytes
     /// (or is closed), putting plaintext into `sink`, the records it makes
     /// into `outgoing`, and encrypting `write` when it may.
-    fn process(&mut self, mut sink: Sink<'_>, write: Outgoing<'_>) -> Result<Settled, rustls::Error> {
+    fn process(
+        &mut self,
+        mut sink: Sink<'_>,
+        write: Outgoing<'_>,
+    ) -> Result<Settled, rustls::Error> {
         let mut write = Some(write);
         let Self {
             tls,
@@ -411,7 +415,9 @@ fn step(
                 **discard += record.discard;
                 match sink {
                     Sink::Lines(lines, spare) => {
-                        lines.buffer_for_read(*spare).extend_from_slice(record.payload);
+                        lines
+                            .buffer_for_read(*spare)
+                            .extend_from_slice(record.payload);
                         // Room for one read is enough for its records.
                         *spare = 0;
                     }
