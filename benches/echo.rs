@@ -281,6 +281,7 @@ fn throughput_row(
     let parks = medians(|run| run.parks_per_million);
     let preemptions = medians(|run| run.preemptions_per_million);
     let faults = medians(|run| run.faults_per_million);
+    let allocations = medians(|run| run.allocations_per_million);
     let fastest = |range: std::ops::Range<usize>| {
         range
             .max_by(|&a, &b| rates[a].total_cmp(&rates[b]))
@@ -302,7 +303,8 @@ fn throughput_row(
          {ratio:.2}x (target >= {THROUGHPUT_TARGET}x) {}, CPU {cpu_ratio:.2}x \
          (target <= {CPU_TARGET}x) {}; of the reply-sized ceiling ({}, {:.0} ns CPU/line): \
          {:.2}x; per million lines, parks {:.0} against the ceiling's {:.0}, \
-         preemptions {:.0} against {:.0}, page faults {:.0} against {:.0} [{}]",
+         preemptions {:.0} against {:.0}, page faults {:.0} against {:.0}, \
+         allocations (the client's too) {:.0} against {:.0} [{}]",
         support::per_second(rates[0]),
         cpus[0],
         all[best].0.name(),
@@ -319,6 +321,8 @@ fn throughput_row(
         preemptions[ceiling],
         faults[0],
         faults[ceiling],
+        allocations[0],
+        allocations[ceiling],
         others.join(", "),
     );
 }

@@ -185,6 +185,9 @@ pub struct LinesRun {
     pub preemptions_per_million: f64,
     /// The servers' threads' minor page faults, per million lines.
     pub faults_per_million: f64,
+    /// Allocations in the whole process, per million lines: the servers'
+    /// and the clients' (the same clients for every server).
+    pub allocations_per_million: f64,
 }
 
 /// Runs `clients` (which answer `lines` lines in all) on a client runtime,
@@ -192,9 +195,11 @@ pub struct LinesRun {
 pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRun {
     client_runtime().block_on(async {
         let before = ServerCounters::now();
+        let allocations_before = allocations();
         let started = std::time::Instant::now();
         clients.await;
         let elapsed = started.elapsed().as_secs_f64();
+        let allocations_after = allocations();
         let after = ServerCounters::now();
         let lines = lines as f64;
         let per_million = |count: u64| count as f64 * 1e6 / lines;
@@ -204,8 +209,49 @@ pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRu
             parks_per_million: per_million(after.parks - before.parks),
             preemptions_per_million: per_million(after.preemptions - before.preemptions),
             faults_per_million: per_million(after.faults - before.faults),
+            allocations_per_million: per_million(allocations_after - allocations_before),
         }
     })
+}
+
+/// Allocations made so far in this process, from jemalloc's statistics
+/// over all its arenas (`stats.arenas.<all>.{small,large}.nmalloc`).
+fn allocations() -> u64 {
+    use std::ffi::{CStr, c_void};
+    fn read(name: &CStr) -> u64 {
+        let mut value: u64 = 0;
+        let mut len = std::mem::size_of::<u64>();
+        // SAFETY: `name` is a NUL-terminated name of a uint64_t statistic;
+        // `value` and `len` describe a buffer of that size; nothing is
+        // written to jemalloc.
+        let status = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&raw mut value).cast::<c_void>(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(status, 0, "mallctl {name:?}");
+        value
+    }
+    // The statistics are a snapshot, taken when the epoch is advanced.
+    let mut epoch: u64 = 1;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: "epoch" reads and writes a uint64_t; both buffers are one.
+    let status = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"epoch".as_ptr(),
+            (&raw mut epoch).cast::<c_void>(),
+            &mut len,
+            (&raw mut epoch).cast::<c_void>(),
+            len,
+        )
+    };
+    assert_eq!(status, 0, "mallctl epoch");
+    // Arena 4096 is `MALLCTL_ARENAS_ALL`: every arena's together.
+    read(c"stats.arenas.4096.small.nmalloc") + read(c"stats.arenas.4096.large.nmalloc")
 }
 
 /// Starts a server of `kind` on `runtime`, on a free loopback port.
