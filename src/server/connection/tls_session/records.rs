@@ -124,7 +124,7 @@ fn step(
             Ok(None)
         }
         ConnectionState::EncodeTlsData(mut encode) => {
-            encode_into(outgoing, filled, |room| encode.encode(room))?;
+            write_into(outgoing, filled, |room| encode.encode(room))?;
             Ok(None)
         }
         // The records are sent from `outgoing`, in order.
@@ -136,10 +136,10 @@ fn step(
         ConnectionState::WriteTraffic(mut traffic) => {
             match write.take() {
                 Some(Outgoing::Data(plaintext)) => {
-                    encrypt_into(outgoing, filled, |room| traffic.encrypt(plaintext, room))?;
+                    write_into(outgoing, filled, |room| traffic.encrypt(plaintext, room))?;
                 }
                 Some(Outgoing::CloseNotify) => {
-                    encrypt_into(outgoing, filled, |room| traffic.queue_close_notify(room))?;
+                    write_into(outgoing, filled, |room| traffic.queue_close_notify(room))?;
                 }
                 Some(Outgoing::Nothing) | None => {}
             }
@@ -161,7 +161,7 @@ fn queue_alert(tls: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>, fil
     loop {
         match tls.process_tls_records(&mut []).state {
             Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                if encode_into(outgoing, filled, |room| encode.encode(room)).is_err() {
+                if write_into(outgoing, filled, |room| encode.encode(room)).is_err() {
                     return;
                 }
             }
@@ -171,42 +171,46 @@ fn queue_alert(tls: &mut UnbufferedServerConnection, outgoing: &mut Vec<u8>, fil
     }
 }
 
-/// Runs `encode` on the room after `filled`, making more room as asked.
-fn encode_into(
-    outgoing: &mut Vec<u8>,
-    filled: &mut usize,
-    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
-) -> Result<(), rustls::Error> {
-    loop {
-        match encode(&mut outgoing[*filled..]) {
-            Ok(count) => {
-                *filled += count;
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(need)) => {
-                outgoing.resize(*filled + need.required_size, 0);
-            }
-            Err(error) => return Err(rustls::Error::General(error.to_string())),
+/// What rustls asks for when the room it was given is too small.
+trait NeedsRoom: std::fmt::Display {
+    fn required_size(&self) -> Option<usize>;
+}
+
+impl NeedsRoom for EncodeError {
+    fn required_size(&self) -> Option<usize> {
+        match self {
+            EncodeError::InsufficientSize(need) => Some(need.required_size),
+            _ => None,
         }
     }
 }
 
-/// [`encode_into`] for encryption.
-fn encrypt_into(
+impl NeedsRoom for EncryptError {
+    fn required_size(&self) -> Option<usize> {
+        match self {
+            EncryptError::InsufficientSize(need) => Some(need.required_size),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `write` (an encoding or an encryption) on the room after `filled`,
+/// making more room as rustls asks.
+fn write_into<E: NeedsRoom>(
     outgoing: &mut Vec<u8>,
     filled: &mut usize,
-    mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
 ) -> Result<(), rustls::Error> {
     loop {
-        match encrypt(&mut outgoing[*filled..]) {
+        match write(&mut outgoing[*filled..]) {
             Ok(count) => {
                 *filled += count;
                 return Ok(());
             }
-            Err(EncryptError::InsufficientSize(need)) => {
-                outgoing.resize(*filled + need.required_size, 0);
-            }
-            Err(error) => return Err(rustls::Error::General(error.to_string())),
+            Err(error) => match error.required_size() {
+                Some(size) => outgoing.resize(*filled + size, 0),
+                None => return Err(rustls::Error::General(error.to_string())),
+            },
         }
     }
 }
