@@ -16,6 +16,11 @@
 //!   own (`unshare`, util-linux) whose `tcp_wmem` and `tcp_rmem` are 4 KiB,
 //!   so the kernel's socket buffers hold almost nothing of the backlog.
 //!
+//! - history: 1,000 rooms, one member in each, each room's history filled
+//!   (by its line count with short lines, by `--history-bytes` with long
+//!   ones): the memory per room, against the same rooms with `--history 0`,
+//!   beside the bytes of lines each keeps.
+//!
 //! `cargo bench --bench memory -- WORD...` runs only the parts named.
 
 mod support;
@@ -136,6 +141,12 @@ impl Member {
             }
             last = self.line.clone();
         }
+    }
+
+    async fn send(&mut self, line: &str) {
+        let stream = self.stream.get_mut();
+        stream.write_all(line.as_bytes()).await.unwrap();
+        stream.write_all(b"\n").await.unwrap();
     }
 
     /// The nick the welcome gives.
@@ -324,12 +335,68 @@ fn non_reader_peaks() -> [u64; 3] {
     [peaks[0], peaks[1], peaks[2]]
 }
 
+/// Rooms filled with history in the history part.
+const ROOMS: usize = 1000;
+/// Lines each member says in its room: more than `--history` keeps.
+const SAID: usize = 60;
+
+/// KiB per room of [`ROOMS`] rooms, one member in each who says [`SAID`]
+/// lines of `text_len` bytes, with chat-server's default history and with
+/// none; and the bytes of lines each room then keeps.
+fn rooms_with_history(text_len: usize) -> (f64, f64, f64) {
+    let per_room = |history: bool| {
+        let args: &[&str] = if history {
+            &["--max-rate", "0"]
+        } else {
+            &["--max-rate", "0", "--history", "0"]
+        };
+        let server = Server::start(args);
+        client_runtime().block_on(async {
+            let mut warm = join_reading(server.address, 1).await;
+            let before = server.resident_kib();
+            let text = "x".repeat(text_len);
+            let mut members = Vec::with_capacity(ROOMS);
+            for room in 0..ROOMS {
+                let mut member = Member::connect(server.address).await;
+                member.until(HOW_TO_TALK).await;
+                member.send(&format!("/join r{room}")).await;
+                member.until(&format!("*** you are in #r{room}")).await;
+                for _ in 0..SAID {
+                    member.send(&text).await;
+                }
+                // Its lines are handled once its /who is answered.
+                member.send("/who").await;
+                member
+                    .until(&format!("*** here in #r{room} (1): {}", member_nick(room)))
+                    .await;
+                members.push(member);
+            }
+            std::thread::sleep(SETTLE);
+            let grown = server.resident_kib().saturating_sub(before);
+            warm.clear();
+            grown as f64 / ROOMS as f64
+        })
+    };
+    // What one room keeps: `<guestN> ` and the text and CRLF a line, the
+    // newest within the line count and the bytes.
+    let line_len = "<guest1001> ".len() + text_len + 2;
+    let limits = chat::chat::history::Limits::default();
+    let kept_lines = SAID.min(limits.lines).min(limits.bytes / line_len);
+    let kept_kib = (kept_lines * line_len) as f64 / 1024.0;
+    (per_room(true), per_room(false), kept_kib)
+}
+
+/// The nick of the member in room `room`: the warm-up member is guest1.
+fn member_nick(room: usize) -> String {
+    format!("guest{}", room + 2)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|arg| arg == INSIDE) {
         return inside_namespace();
     }
-    const PARTS: [&str; 3] = ["backlog", "waves", "non-reader"];
+    const PARTS: [&str; 4] = ["backlog", "waves", "non-reader", "history"];
     let wanted = support::parts_wanted(&args, &PARTS);
     println!("memory: chat-server --chat, {MEMBERS} members, {RUNS} runs");
     let kib = |values: &[f64]| support::range(values, |x| format!("{x:.2}"));
@@ -373,6 +440,29 @@ fn main() {
                     .collect::<Vec<_>>()
                     .join(", "),
                 (last as f64 - start as f64) / 1024.0,
+            );
+        }
+    }
+
+    if wanted("history") {
+        for (what, text_len) in [
+            ("50 lines of 30 bytes", 16),
+            ("long lines, to --history-bytes", 2000),
+        ] {
+            let (mut with, mut without, mut kept) = (Vec::new(), Vec::new(), 0.0);
+            for _ in 0..RUNS {
+                let (history, none, lines) = rooms_with_history(text_len);
+                with.push(history);
+                without.push(none);
+                kept = lines;
+            }
+            let extra: Vec<f64> = with.iter().zip(&without).map(|(w, n)| w - n).collect();
+            println!(
+                "{ROOMS} rooms, history full ({what}): {} KiB a room, {} KiB with --history 0; \
+                 the history {} KiB a room, holding {kept:.2} KiB of lines",
+                kib(&with),
+                kib(&without),
+                kib(&extra),
             );
         }
     }

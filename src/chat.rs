@@ -5,6 +5,7 @@
 //! (`rate`). Wire texts are in [`crate::protocol::chat`].
 
 mod command;
+pub mod history;
 mod hub;
 mod mailbox;
 pub use crate::names;

@@ -19,6 +19,10 @@ pub const LARGEST_SENDQ: usize = 1 << 30;
 /// Below this, a member's own `/who` answer could cut it as too slow.
 pub const SMALLEST_SENDQ: usize = 1024;
 pub const LARGEST_MAX_RATE: u32 = 1_000_000;
+/// `--history`: lines a room may keep.
+pub const LARGEST_HISTORY: usize = 10_000;
+/// `--history-bytes`: what a room's history may take.
+pub const LARGEST_HISTORY_BYTES: usize = 64 << 20;
 /// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
 pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
 

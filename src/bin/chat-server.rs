@@ -92,6 +92,18 @@ struct Args {
           value_parser = cli::rate_up_to(cli::LARGEST_MAX_RATE), requires = "chat")]
     max_rate: u32,
 
+    /// Chat mode: lines of talk each room keeps and shows a member who
+    /// joins it (forgotten when the room empties). 0 keeps none
+    #[arg(long, value_name = "LINES", default_value_t = chat_mode::history::DEFAULT_HISTORY_LINES,
+          value_parser = cli::count_between(0, cli::LARGEST_HISTORY), requires = "chat")]
+    history: usize,
+
+    /// Chat mode: the most bytes a room's history may take; the oldest
+    /// lines go first
+    #[arg(long, value_name = "BYTES", default_value_t = chat_mode::history::DEFAULT_HISTORY_BYTES,
+          value_parser = cli::count_up_to(cli::LARGEST_HISTORY_BYTES), requires = "chat")]
+    history_bytes: usize,
+
     /// Chat mode: link to other chat servers through the NATS broker at URL
     /// (nats://HOST:PORT); rooms with the same name on all of them are one
     #[arg(long, value_name = "URL", value_parser = link_url, requires = "chat")]
@@ -225,6 +237,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             room: args.room,
             sendq: args.sendq,
             max_rate: (args.max_rate > 0).then_some(args.max_rate),
+            history: chat_mode::history::Limits {
+                lines: args.history,
+                bytes: args.history_bytes,
+            },
             link: args.link.map(|url| chat::link::LinkSettings {
                 url,
                 node: args.node.unwrap_or_else(default_node),

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 mod linked;
 
+use super::history::History;
 use super::mailbox::Mailbox;
 use super::names;
 use super::settings::Settings;
@@ -72,6 +73,8 @@ struct Room {
     /// Folded nick to member and its mailbox (so sending to the room looks
     /// nothing up), sorted for lists.
     members: BTreeMap<Arc<str>, (MemberId, Arc<Mailbox>)>,
+    /// Its recent lines, forgotten with the room.
+    history: History,
 }
 
 /// A nick as shown, and its folded form, the key it is unique under; one
@@ -177,9 +180,31 @@ impl Hub {
     /// Sends `lines` (already formatted, whole) to everyone else in the
     /// member's room.
     pub fn post(&self, from: MemberId, lines: Bytes) {
-        let state = self.lock();
-        if let Some(member) = state.members.get(&from) {
-            state.send_to_room(&member.room, Some(from), &lines);
+        let mut state = self.lock();
+        let Some(member) = state.members.get(&from) else {
+            return;
+        };
+        let room = Arc::clone(&member.room);
+        state.send_to_room(&room, Some(from), &lines);
+        self.keep(&mut state, &room, &lines);
+    }
+
+    /// Keeps lines of talk said in `room` in its history.
+    fn keep(&self, state: &mut State, room: &str, lines: &Bytes) {
+        if let Some(room) = state.rooms.get_mut(room) {
+            let limits = self.settings.history;
+            room.history.keep(lines, &self.delimiter, limits);
+        }
+    }
+
+    /// Sends a member joining `room` the room's recent lines, within half
+    /// its `--sendq` (so that they can never cut it as too slow).
+    fn send_recent(&self, state: &State, id: MemberId, room: &str) {
+        let Some(history) = state.rooms.get(room).map(|room| &room.history) else {
+            return;
+        };
+        for part in history.recent(room, &self.delimiter, self.settings.sendq / 2) {
+            state.send_to(id, part);
         }
     }
 
@@ -398,13 +423,16 @@ impl Hub {
             // The rest of the greeting waits for the other servers' members
             // of the room, half a second at most.
             state.send_to(id, self.lines(&[first]));
+            self.send_recent(state, id, room);
             let local = state.sorted_names(room, text::HERE_NAMES);
             let local = local.into_iter().map(str::to_string).collect();
             let total = state.rooms.get(room).map_or(0, |room| room.members.len());
             let answer = self.here_across(local, total, arriving, &entry_mailbox);
             link.here(Arc::from(room), answer);
         } else {
-            let mut greeting = vec![first, state.here(room)];
+            state.send_to(id, self.lines(&[first]));
+            self.send_recent(state, id, room);
+            let mut greeting = vec![state.here(room)];
             if arriving {
                 greeting.push(text::HOW_TO_TALK.to_string());
             }

@@ -1,5 +1,7 @@
-//! How chat mode is run: `--room`, `--sendq`, `--max-rate`, `--link`.
+//! How chat mode is run: `--room`, `--sendq`, `--max-rate`, `--history`,
+//! `--history-bytes`, `--link`.
 
+use super::history;
 use crate::link;
 
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -17,6 +19,8 @@ pub struct Settings {
     pub sendq: usize,
     /// Lines a second a member may send; `None` for no limit.
     pub max_rate: Option<u32>,
+    /// `--history` and `--history-bytes`: what each room keeps.
+    pub history: history::Limits,
     /// `--link` and `--node`: other servers to be one chat with.
     pub link: Option<link::LinkSettings>,
 }
@@ -28,6 +32,7 @@ impl Default for Settings {
             room: DEFAULT_ROOM.to_string(),
             sendq: DEFAULT_SENDQ,
             max_rate: Some(DEFAULT_MAX_RATE),
+            history: history::Limits::default(),
             link: None,
         }
     }

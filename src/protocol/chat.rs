@@ -108,6 +108,16 @@ pub fn here<'a>(names: impl Iterator<Item = &'a str>, total: usize) -> String {
     line
 }
 
+/// Before a room's recent lines, on joining it: `*** recent in #ROOM (N
+/// lines since YYYY-MM-DD HH:MM UTC):`, `since` the time of the oldest.
+pub fn recent_lines(room: &str, count: usize, since: &str) -> String {
+    let lines = if count == 1 { "line" } else { "lines" };
+    format!("*** recent in #{room} ({count} {lines} since {since}):")
+}
+
+/// After a room's recent lines.
+pub const RECENT_END: &str = "*** end of recent lines";
+
 pub fn joined(nick: &str) -> String {
     format!("*** {nick} joined")
 }

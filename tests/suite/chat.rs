@@ -350,6 +350,11 @@ async fn chat_flags_have_ranges_and_need_chat() {
             &["--chat", "--max-rate", "-1"],
             &["--chat", "--max-rate", "1000001"],
             &["--chat", "--max-rate", "1.5"],
+            &["--history", "5"],
+            &["--chat", "--history", "10001"],
+            &["--chat", "--history", "-1"],
+            &["--chat", "--history-bytes", "0"],
+            &["--chat", "--history-bytes", "67108865"],
         ],
     )
     .await;

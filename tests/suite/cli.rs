@@ -114,6 +114,8 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--room",
         "--sendq",
         "--max-rate",
+        "--history",
+        "--history-bytes",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [

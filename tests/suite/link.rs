@@ -62,6 +62,13 @@ async fn nicks_notices_who_rooms_and_msg_cross_servers() {
     alice.expect(r"* bob@two waves \x1B[1m").await;
 
     let mut carol = Member::named(one.address, "carol").await;
+    // The room's recent talk, from this server and the other, without the
+    // notices between.
+    let recent = &carol.recent[1..carol.recent.len().saturating_sub(1)];
+    assert_eq!(
+        recent,
+        ["<alice> hello from one", r"* bob@two waves \x1B[1m"]
+    );
     alice.expect("*** guest2 joined").await;
     alice.expect("*** guest2 is now carol").await;
     bob.expect("*** guest2@one joined").await;

@@ -16,6 +16,7 @@ mod cli;
 mod client;
 mod client_faults;
 mod closing;
+mod history;
 mod limits;
 mod link;
 mod link_hostile;

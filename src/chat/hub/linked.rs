@@ -218,10 +218,25 @@ impl Hub {
 impl Port for Hub {
     fn deliver_remote(&self, room: &str, events: &[Remote]) {
         let mut batch = BytesMut::new();
+        // Where the lines of talk are in `batch`, runs of them together:
+        // they go into the room's history, the notices do not.
+        let mut talk: Vec<std::ops::Range<usize>> = Vec::new();
         for event in events {
+            let start = batch.len();
             self.add_remote_line(&mut batch, event);
+            if matches!(event.what, RemoteEvent::Said(_) | RemoteEvent::Action(_)) {
+                match talk.last_mut() {
+                    Some(run) if run.end == start => run.end = batch.len(),
+                    _ => talk.push(start..batch.len()),
+                }
+            }
         }
-        self.lock().send_to_room(room, None, &batch.freeze());
+        let batch = batch.freeze();
+        let mut state = self.lock();
+        state.send_to_room(room, None, &batch);
+        for run in talk {
+            self.keep(&mut state, room, &batch.slice(run));
+        }
     }
 
     fn deliver_private(&self, to: &str, from: &RemoteNick, message: &[u8]) -> Option<Arc<str>> {

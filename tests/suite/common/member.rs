@@ -19,8 +19,11 @@ pub struct Member {
     /// `here:` line waits for the other servers while the room talks on.
     early: VecDeque<Vec<u8>>,
     /// The greeting's lines, from the welcome to `type to talk`, less
-    /// those of others that arrived inside it.
+    /// those of others that arrived inside it and the recent lines.
     pub greeting: Vec<String>,
+    /// The room's recent lines in the greeting, with their two marker
+    /// lines; empty if it had none.
+    pub recent: Vec<String>,
 }
 
 impl Member {
@@ -38,6 +41,7 @@ impl Member {
             writer,
             early: VecDeque::new(),
             greeting: Vec::new(),
+            recent: Vec::new(),
         };
         let welcome = member.line().await;
         let nick = welcome
@@ -45,8 +49,14 @@ impl Member {
             .map(|(_, nick)| nick.to_string())
             .unwrap_or_else(|| panic!("a welcome line, not {welcome:?}"));
         let mut early = VecDeque::new();
+        let mut in_recent = false;
         let here = loop {
             let line = member.line().await;
+            if in_recent || line.starts_with("*** recent in #") {
+                in_recent = line != chat::protocol::chat::RECENT_END;
+                member.recent.push(line);
+                continue;
+            }
             if line.starts_with("*** here: ") {
                 break line;
             }
