@@ -21,8 +21,12 @@
 //!   burst of 50,000 lines piped by one member across the link at once:
 //!   how long until the other server's member has them, and how many.
 //!
+//! - history: how long a `/join` takes to be answered (its `here:` line)
+//!   in a room whose history holds 50 lines, against a room with none, on
+//!   one server, joins alternating.
+//!
 //! `cargo bench --bench chat -- WORD...` runs only the parts named
-//! (throughput, latency, isolation, idle, link).
+//! (throughput, latency, isolation, idle, link, history).
 
 mod support;
 
@@ -343,6 +347,66 @@ async fn join(address: SocketAddr, receive_buffer: Option<u32>) -> (TcpStream, u
     (stream, seen)
 }
 
+/// Joins measured into each room, in the history part.
+const JOINS: usize = 500;
+
+/// How long each `/join` took to be answered with its `here:` line: into
+/// a room whose history holds 50 lines, and into one with none, [`JOINS`]
+/// of each, alternating.
+fn join_latencies() -> [Vec<Duration>; 2] {
+    let server = ChildServer::start(Kind::Chat.name());
+    client_runtime().block_on(async {
+        // A member in each room keeps it (and its history) alive; the
+        // first fills its room's history.
+        let (mut talker, _) = join(server.address, None).await;
+        let (mut quiet, _) = join(server.address, None).await;
+        let said: String = (0..50)
+            .map(|n| format!("line {n} of the room's history\n"))
+            .collect();
+        talker.write_all(b"/join talked\n").await.unwrap();
+        talker.write_all(said.as_bytes()).await.unwrap();
+        quiet.write_all(b"/join quiet\n").await.unwrap();
+        let joiner = TcpStream::connect(server.address).await.unwrap();
+        joiner.set_nodelay(true).unwrap();
+        let mut joiner = tokio::io::BufReader::new(joiner);
+        let mut line = String::new();
+        // Reads lines until `here:`, and says whether the recent lines came.
+        let mut until_here = async |joiner: &mut tokio::io::BufReader<TcpStream>| {
+            let mut recent = false;
+            loop {
+                line.clear();
+                let read = tokio::io::AsyncBufReadExt::read_line(joiner, &mut line);
+                assert!(read.await.unwrap() > 0, "the server closed the connection");
+                recent |= line.starts_with("*** recent in #");
+                if line.starts_with("*** here: ") {
+                    return recent;
+                }
+            }
+        };
+        until_here(&mut joiner).await;
+        let mut took = [Vec::with_capacity(JOINS), Vec::with_capacity(JOINS)];
+        // The first joins warm up, and make sure the 50 lines are in.
+        for round in 0..JOINS + 10 {
+            for (at, room) in ["talked", "quiet"].into_iter().enumerate() {
+                let started = Instant::now();
+                let command = format!("/join {room}\n");
+                joiner
+                    .get_mut()
+                    .write_all(command.as_bytes())
+                    .await
+                    .unwrap();
+                let recent = until_here(&mut joiner).await;
+                if round >= 10 {
+                    assert_eq!(recent, at == 0, "recent lines only in #talked");
+                    took[at].push(started.elapsed());
+                }
+            }
+        }
+        drop((talker, quiet));
+        took
+    })
+}
+
 /// Deliveries a second: `lines` from one sender to `receivers` members.
 fn deliveries_per_second(kind: Kind, receivers: usize, lines: u64) -> f64 {
     fan_out(kind, receivers, lines, LINE, false).0
@@ -571,7 +635,14 @@ fn main() {
         let kind = Kind::parse(&args[at + 1]).unwrap();
         return support::serve_until_stdin_closes(|listener| serve(listener, kind));
     }
-    const PARTS: [&str; 5] = ["throughput", "latency", "isolation", "idle", "link"];
+    const PARTS: [&str; 6] = [
+        "throughput",
+        "latency",
+        "isolation",
+        "idle",
+        "link",
+        "history",
+    ];
     let wanted = support::parts_wanted(&args, &PARTS);
     println!(
         "chat: chat-server --chat against the per-line-write design and the raw fan-out bound, loopback, {RUNS} runs"
@@ -610,6 +681,34 @@ fn main() {
                 support::range(&over_raw, |x| format!("{x:.2}x")),
             );
         }
+    }
+
+    if wanted("history") {
+        let mut p50 = [Vec::new(), Vec::new()];
+        let mut p99 = [Vec::new(), Vec::new()];
+        let mut ratio = Vec::new();
+        for _ in 0..RUNS {
+            let mut took = join_latencies();
+            let mut run = [0.0; 2];
+            for (at, times) in took.iter_mut().enumerate() {
+                times.sort_unstable();
+                let us = |p| support::percentile(times, p).as_secs_f64() * 1e6;
+                p50[at].push(us(50.0));
+                p99[at].push(us(99.0));
+                run[at] = us(50.0);
+            }
+            ratio.push(run[0] / run[1]);
+        }
+        let us = |values: &[f64]| support::range(values, |x| format!("{x:.0}"));
+        println!(
+            "/join answered (here: line), {JOINS} joins each: into a room with 50 history lines \
+             p50 {} us, p99 {} us; into one with none p50 {} us, p99 {} us; {} the p50",
+            us(&p50[0]),
+            us(&p99[0]),
+            us(&p50[1]),
+            us(&p99[1]),
+            support::range(&ratio, |x| format!("{x:.2}x")),
+        );
     }
 
     if wanted("latency") {
