@@ -1,6 +1,7 @@
 //! What `chat-server` costs beyond the line work, guarded where time is not:
-//! page faults, context switches and write calls per 100,000 lines, counted
-//! by the kernel (`/proc/PID`) and by the server's close line. The bounds
+//! page faults, voluntary context switches and write calls per 100,000
+//! lines, counted by the kernel (`/proc/PID`) and by the server's close
+//! line. The bounds
 //! are generous (several times what is measured), so load on the machine
 //! does not trip them, and the counts do not hang on the build's speed: the
 //! client waits for each batch's replies, so the server empties its socket
@@ -24,15 +25,18 @@ const LINES_PER_WRITE: usize = 2_048;
 /// (`src/allocator.rs`); about 1,900 when they go back to the system at
 /// once (`_RJEM_MALLOC_CONF=dirty_decay_ms:0`), as glibc's malloc does.
 const MAX_FAULTS: u64 = 500;
-/// Context switches, voluntary and not, of all the server's threads: 8-97
-/// measured, at most a park or two for each batch.
-const MAX_SWITCHES: u64 = 1_000;
+/// Voluntary context switches of all the server's threads (a worker that
+/// had nothing to do): 4-46 measured, under a park a batch; 500 is ten a
+/// batch. (Involuntary ones rose to 450 beside a busy test.)
+const MAX_SWITCHES: u64 = 500;
 /// Write calls for [`LINES`] replies: one for each read's worth of
 /// replies, 49-66 measured (about 3,100 reading 1 KiB at a time).
 const MAX_WRITES: u64 = 500;
 
-/// The kernel's counts for a process: minor faults, and context switches
-/// summed over its threads.
+/// The kernel's counts for a process: minor faults, and voluntary context
+/// switches (a thread that had nothing to do) summed over its threads.
+/// Involuntary ones are left out: they count how busy the machine is (the
+/// test runs beside others), not what the server does.
 fn counters(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
     // The fields after the name in parentheses start with the state
@@ -45,12 +49,12 @@ fn counters(pid: u32) -> (u64, u64) {
         .expect("minflt in /proc/PID/stat");
     let mut switches = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task") {
-        let status =
-            std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        let Ok(task) = task else { continue };
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
         switches += status
             .lines()
-            .filter(|line| line.contains("ctxt_switches:"))
-            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .filter_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .filter_map(|count| count.trim().parse::<u64>().ok())
             .sum::<u64>();
     }
     (faults, switches)
@@ -96,7 +100,7 @@ async fn windowed_lines_cost_no_fault_switch_or_write_per_line() {
     let switches = switches_after - switches_before;
     let writes = log_field(&closed, "writes");
     eprintln!(
-        "per {LINES} lines: {faults} minor faults, {switches} context switches, {writes} writes"
+        "per {LINES} lines: {faults} minor faults, {switches} voluntary context switches, {writes} writes"
     );
     assert!(
         faults <= MAX_FAULTS,
@@ -104,7 +108,7 @@ async fn windowed_lines_cost_no_fault_switch_or_write_per_line() {
     );
     assert!(
         switches <= MAX_SWITCHES,
-        "{switches} context switches for {LINES} lines"
+        "{switches} voluntary context switches for {LINES} lines"
     );
     assert!(writes <= MAX_WRITES, "{writes} writes for {LINES} lines");
 }
