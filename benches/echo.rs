@@ -282,6 +282,11 @@ fn throughput_row(
     let preemptions = medians(|run| run.preemptions_per_million);
     let faults = medians(|run| run.faults_per_million);
     let allocations = medians(|run| run.allocations_per_million);
+    let epoll_waits = medians(|run| run.epoll_waits_per_million.unwrap_or(f64::NAN));
+    let waits = |at: usize| match epoll_waits[at].is_nan() {
+        true => "n/a".to_string(),
+        false => format!("{:.0}", epoll_waits[at]),
+    };
     let fastest = |range: std::ops::Range<usize>| {
         range
             .max_by(|&a, &b| rates[a].total_cmp(&rates[b]))
@@ -304,7 +309,7 @@ fn throughput_row(
          (target <= {CPU_TARGET}x) {}; of the reply-sized ceiling ({}, {:.0} ns CPU/line): \
          {:.2}x; per million lines, parks {:.0} against the ceiling's {:.0}, \
          preemptions {:.0} against {:.0}, page faults {:.0} against {:.0}, \
-         allocations (the client's too) {:.0} against {:.0} [{}]",
+         epoll_wait calls {} against {}, allocations (the client's too) {:.0} against {:.0} [{}]",
         support::per_second(rates[0]),
         cpus[0],
         all[best].0.name(),
@@ -321,6 +326,8 @@ fn throughput_row(
         preemptions[ceiling],
         faults[0],
         faults[ceiling],
+        waits(0),
+        waits(ceiling),
         allocations[0],
         allocations[ceiling],
         others.join(", "),

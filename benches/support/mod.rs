@@ -188,12 +188,17 @@ pub struct LinesRun {
     /// Allocations in the whole process, per million lines: the servers'
     /// and the clients' (the same clients for every server).
     pub allocations_per_million: f64,
+    /// The servers' worker threads' `epoll_wait` calls, per million lines;
+    /// `None` where the kernel does not let this process count them.
+    pub epoll_waits_per_million: Option<f64>,
 }
 
 /// Runs `clients` (which answer `lines` lines in all) on a client runtime,
 /// and says what that cost the servers' worker threads.
 pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRun {
     client_runtime().block_on(async {
+        let epoll_waits = EPOLL_WAITS.get_or_init(EpollWaits::open).as_ref();
+        let waits_before = epoll_waits.map(EpollWaits::count);
         let before = ServerCounters::now();
         let allocations_before = allocations();
         let started = std::time::Instant::now();
@@ -201,6 +206,7 @@ pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRu
         let elapsed = started.elapsed().as_secs_f64();
         let allocations_after = allocations();
         let after = ServerCounters::now();
+        let waits_after = epoll_waits.map(EpollWaits::count);
         let lines = lines as f64;
         let per_million = |count: u64| count as f64 * 1e6 / lines;
         LinesRun {
@@ -210,8 +216,92 @@ pub fn measure_lines(lines: usize, clients: impl Future<Output = ()>) -> LinesRu
             preemptions_per_million: per_million(after.preemptions - before.preemptions),
             faults_per_million: per_million(after.faults - before.faults),
             allocations_per_million: per_million(allocations_after - allocations_before),
+            epoll_waits_per_million: waits_before
+                .zip(waits_after)
+                .map(|(before, after)| per_million(after - before)),
         }
     })
+}
+
+/// Counters of the servers' worker threads' `epoll_wait` calls, opened once
+/// the workers exist.
+static EPOLL_WAITS: std::sync::OnceLock<Option<EpollWaits>> = std::sync::OnceLock::new();
+
+/// One kernel counter of `epoll_wait` calls for each server worker thread:
+/// a `perf_event_open` counter on the syscall's tracepoint.
+struct EpollWaits {
+    counters: Vec<std::fs::File>,
+}
+
+impl EpollWaits {
+    /// `None` where the kernel will not count (no tracefs, or not allowed:
+    /// `perf_event_paranoid`, no root).
+    fn open() -> Option<EpollWaits> {
+        let id = "/sys/kernel/tracing/events/syscalls/sys_enter_epoll_wait/id";
+        let id: u64 = std::fs::read_to_string(id).ok()?.trim().parse().ok()?;
+        let mut counters = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.trim_end() != SERVER_THREAD {
+                continue;
+            }
+            let tid: libc::pid_t = path.file_name()?.to_str()?.parse().ok()?;
+            counters.push(tracepoint_counter(id, tid)?);
+        }
+        (!counters.is_empty()).then_some(EpollWaits { counters })
+    }
+
+    fn count(&self) -> u64 {
+        use std::io::Read;
+        self.counters
+            .iter()
+            .map(|mut counter| {
+                let mut value = [0; 8];
+                counter
+                    .read_exact(&mut value)
+                    .map_or(0, |()| u64::from_ne_bytes(value))
+            })
+            .sum()
+    }
+}
+
+/// `perf_event_attr` as its first version has it (64 bytes): counting,
+/// enabled, the one thread only.
+#[repr(C)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    rest: [u64; 6],
+}
+
+/// A counter of tracepoint `id`'s events on thread `tid`.
+fn tracepoint_counter(id: u64, tid: libc::pid_t) -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    const PERF_TYPE_TRACEPOINT: u32 = 2;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_TRACEPOINT,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: id,
+        rest: [0; 6],
+    };
+    // SAFETY: `attr` is a valid perf_event_attr of the size it says, alive
+    // for the call; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            tid,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    let fd = libc::c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: the descriptor was just opened and is owned by nothing else.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// Allocations made so far in this process, from jemalloc's statistics
