@@ -33,6 +33,27 @@ fn recent_lines(recent: &[String], room: &str) -> Vec<String> {
     recent[1..recent.len() - 1].to_vec()
 }
 
+/// `/join ROOM`: passes over what arrives before `*** you are in #ROOM`
+/// (others coming and going), then returns the recent block (empty if
+/// none) and the `here:` line.
+async fn join_room(member: &mut Member, room: &str) -> (Vec<String>, String) {
+    member.send(&format!("/join #{room}")).await;
+    let joined = format!("*** you are in #{room}");
+    while member.line().await != joined {}
+    let mut recent = Vec::new();
+    loop {
+        let line = member.line().await;
+        if recent.is_empty() && line.starts_with("*** here: ") {
+            return (recent, line);
+        }
+        let done = line == RECENT_END;
+        recent.push(line);
+        if done {
+            return (recent, member.line().await);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_member_who_arrives_is_shown_the_talk_and_nothing_else() {
     let server = Server::start(&["--chat", "--max-rate", "0"]).await;
@@ -69,31 +90,22 @@ async fn a_join_shows_that_room_s_lines_between_you_are_in_and_here() {
     alice.expect("*** here in #lobby (1): alice").await;
     let mut bob = Member::named(server.address, "bob").await;
     assert_eq!(recent_lines(&bob.recent, "lobby"), ["<alice> in the lobby"]);
-    bob.send("/join #side").await;
-    bob.expect("*** you are in #side").await;
-    bob.expect("*** here: bob (1)").await;
+    assert_eq!(
+        join_room(&mut bob, "side").await,
+        (vec![], "*** here: bob (1)".into())
+    );
     bob.send("on the side").await;
     // Bob's line has been handled once his /who is answered.
     bob.send("/who").await;
     bob.expect("*** here in #side (1): bob").await;
 
-    alice.send("/join side").await;
-    while alice.line().await != "*** you are in #side" {}
-    let mut recent = Vec::new();
-    loop {
-        let line = alice.line().await;
-        let done = line == RECENT_END;
-        recent.push(line);
-        if done {
-            break;
-        }
-    }
+    let (recent, here) = join_room(&mut alice, "side").await;
     assert_eq!(recent_lines(&recent, "side"), ["<bob> on the side"]);
-    alice.expect("*** here: alice, bob (2)").await;
+    assert_eq!(here, "*** here: alice, bob (2)");
     // Joining the room one is in shows nothing again.
-    alice.send("/join side").await;
-    alice.expect("*** you are in #side").await;
-    alice.expect("*** here: alice, bob (2)").await;
+    let (recent, here) = join_room(&mut alice, "side").await;
+    assert!(recent.is_empty(), "{recent:?}");
+    assert_eq!(here, "*** here: alice, bob (2)");
 }
 
 #[tokio::test]
@@ -131,25 +143,19 @@ async fn history_keeps_the_newest_lines_within_its_count_and_its_bytes() {
 async fn a_room_forgets_its_lines_when_its_last_member_leaves() {
     let server = Server::start(&["--chat"]).await;
     let mut alice = Member::named(server.address, "alice").await;
-    alice.send("/join #brief").await;
-    alice.expect("*** you are in #brief").await;
-    alice.expect("*** here: alice (1)").await;
+    let alone = || (vec![], "*** here: alice (1)".to_string());
+    assert_eq!(join_room(&mut alice, "brief").await, alone());
     alice.send("said to nobody").await;
-    alice.send("/join #lobby").await;
-    alice.expect("*** you are in #lobby").await;
-    alice.expect("*** here: alice (1)").await;
+    assert_eq!(join_room(&mut alice, "lobby").await, alone());
 
     let mut bob = Member::join(server.address).await;
-    bob.send("/join #brief").await;
-    bob.expect("*** you are in #brief").await;
-    bob.expect(&format!("*** here: {} (1)", bob.nick)).await;
+    let here = format!("*** here: {} (1)", bob.nick);
+    assert_eq!(join_room(&mut bob, "brief").await, (vec![], here));
 
     // The same for a room left by a member's leaving.
     bob.send("kept while bob is here").await;
     bob.send("/quit").await;
     bob.rest().await;
-    alice.send("/join #brief").await;
     // Past bob's coming and going in the lobby.
-    while alice.line().await != "*** you are in #brief" {}
-    alice.expect("*** here: alice (1)").await;
+    assert_eq!(join_room(&mut alice, "brief").await, alone());
 }
