@@ -23,6 +23,8 @@ pub const LARGEST_MAX_RATE: u32 = 1_000_000;
 pub const LARGEST_HISTORY: usize = 10_000;
 /// `--history-bytes`: what a room's history may take.
 pub const LARGEST_HISTORY_BYTES: usize = 64 << 20;
+/// `--link-buffer`: what lines said while the link is down may take.
+pub const LARGEST_LINK_BUFFER: usize = 1 << 30;
 /// Linux refuses a longer keepalive idle time (`MAX_TCP_KEEPIDLE`).
 pub const LONGEST_KEEPALIVE_SECS: u32 = 32767;
 

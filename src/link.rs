@@ -6,8 +6,10 @@
 //! the sender's nick and node in headers; each server escapes it for its
 //! own members.
 //!
-//! Subjects: `chat.room.ROOM` (what is said and done in a room; a server
-//! subscribes while it has members there), `chat.who` and `chat.rooms`
+//! Subjects: `chat.room.ROOM.talk` and `chat.room.ROOM.notice` (what is
+//! said in a room, and its joins, leaves and nick changes; a server
+//! subscribes to both while it has members there, and the broker's history
+//! keeps the talk), `chat.who` and `chat.rooms`
 //! (every server answers with its own part), `chat.node.NODE` (private
 //! messages, and the check that a node name is free).
 //!
@@ -26,7 +28,9 @@
 mod ask;
 mod broker;
 mod handle;
+mod history;
 mod order;
+mod outbox;
 mod port;
 mod room;
 mod task;
@@ -42,8 +46,11 @@ use tracing::{info, warn};
 
 use broker::{node_in_use, round_trip};
 pub use handle::{Blocked, Link, QUEUE_BYTES};
+pub use history::{HISTORY_AGE, STREAM};
+pub use outbox::DEFAULT_LINK_BUFFER;
 pub use port::{Answer, Event, Found, Port, Remote, RemoteEvent, RemoteNick};
 use task::Task;
+pub use wire::{notice_subject, talk_subject};
 
 /// How long a server waits at start for a broker that is slow to answer
 /// before serving alone. A broker that is not there (refused, unreachable)
@@ -53,11 +60,15 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// second of its return.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
-/// `--link` and `--node`.
+/// `--link`, `--node`, and what the broker keeps.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
     pub url: String,
     pub node: String,
+    /// Lines a room the broker's history keeps (`--history`; 0: none).
+    pub history_lines: usize,
+    /// `--link-buffer`: bytes of lines kept while the link is down.
+    pub buffer: usize,
 }
 
 /// Connects to the broker (waiting for the first attempt, up to
@@ -90,7 +101,7 @@ pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Resul
         );
     }
     let (link, handed) = Link::new(node, connected);
-    let task = Task::new(port, Arc::clone(&link), client, settings.url, connected);
+    let task = Task::new(port, Arc::clone(&link), client, &settings, connected);
     tokio::spawn(task.run(subscriptions, handed, nats_events));
     Ok(link)
 }

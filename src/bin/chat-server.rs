@@ -114,6 +114,13 @@ struct Args {
     #[arg(long, value_name = "NAME", value_parser = node_name, requires = "link")]
     node: Option<String>,
 
+    /// Chat mode, linked through a broker with JetStream: the most bytes of
+    /// lines said while the link is down kept to publish once it is back;
+    /// past it the oldest are lost, and the members are told how many
+    #[arg(long, value_name = "BYTES", default_value_t = chat::link::DEFAULT_LINK_BUFFER,
+          value_parser = cli::count_between(0, cli::LARGEST_LINK_BUFFER), requires = "link")]
+    link_buffer: usize,
+
     /// Speak TLS only, with the certificate chain in this PEM file (the
     /// server's certificate first); needs --tls-key
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -244,6 +251,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             link: args.link.map(|url| chat::link::LinkSettings {
                 url,
                 node: args.node.unwrap_or_else(default_node),
+                history_lines: args.history,
+                buffer: args.link_buffer,
             }),
         }),
         tls,

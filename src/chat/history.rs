@@ -63,6 +63,34 @@ impl History {
             count,
             said_at: SystemTime::now(),
         });
+        self.trim(delimiter, limits);
+    }
+
+    /// Puts `older` lines (each a whole line, with when it was said),
+    /// oldest first, before those kept, then lets the oldest go until the
+    /// room is within `limits`: what the broker kept of the room before it
+    /// had members here.
+    pub fn seed(&mut self, older: Vec<(Bytes, SystemTime)>, delimiter: &[u8], limits: Limits) {
+        if limits.lines == 0 || older.is_empty() {
+            return;
+        }
+        let newer = std::mem::take(&mut self.batches);
+        for (lines, said_at) in older {
+            let count = count_lines(&lines, delimiter);
+            self.lines += count;
+            self.bytes += lines.len();
+            self.batches.push_back(Batch {
+                lines,
+                count,
+                said_at,
+            });
+        }
+        self.batches.extend(newer);
+        self.trim(delimiter, limits);
+    }
+
+    /// Lets the oldest lines go until the room is within `limits`.
+    fn trim(&mut self, delimiter: &[u8], limits: Limits) {
         while self.lines > limits.lines || self.bytes > limits.bytes {
             let Some(oldest) = self.batches.front_mut() else {
                 break;
@@ -236,6 +264,24 @@ mod tests {
             },
         );
         assert!(history.recent("lobby", b"\n", usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn older_lines_go_before_those_kept_and_within_the_limits() {
+        let mut history = History::default();
+        let limits = Limits {
+            lines: 3,
+            bytes: 1000,
+        };
+        history.keep(&lines("new\r\n"), b"\r\n", limits);
+        let at = SystemTime::UNIX_EPOCH;
+        let older = ["a\r\n", "b\r\n", "c\r\n"].map(|line| (lines(line), at));
+        history.seed(older.to_vec(), b"\r\n", limits);
+        assert_eq!(kept(&history), "b\r\nc\r\nnew\r\n");
+        let recent = history.recent("lobby", b"\r\n", 1000);
+        assert!(
+            recent[0].starts_with(b"*** recent in #lobby (3 lines since 1970-01-01 00:00 UTC)")
+        );
     }
 
     #[test]

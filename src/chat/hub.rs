@@ -75,6 +75,10 @@ struct Room {
     members: BTreeMap<Arc<str>, (MemberId, Arc<Mailbox>)>,
     /// Its recent lines, forgotten with the room.
     history: History,
+    /// Linked: the members who joined the room (and whether each was
+    /// arriving) while it waits for what the broker keeps of it; their
+    /// greeting goes on once that has come.
+    awaiting_history: Option<Vec<(MemberId, bool)>>,
 }
 
 /// A nick as shown, and its folded form, the key it is unique under; one
@@ -419,16 +423,17 @@ impl Hub {
         if let Some(entered) = state.rooms.get_mut(room) {
             entered.members.insert(key, entry);
         }
-        if let Some(link) = self.link() {
-            // The rest of the greeting waits for the other servers' members
-            // of the room, half a second at most.
+        if self.link().is_some() {
             state.send_to(id, self.lines(&[first]));
-            self.send_recent(state, id, room);
-            let local = state.sorted_names(room, text::HERE_NAMES);
-            let local = local.into_iter().map(str::to_string).collect();
-            let total = state.rooms.get(room).map_or(0, |room| room.members.len());
-            let answer = self.here_across(local, total, arriving, &entry_mailbox);
-            link.here(Arc::from(room), answer);
+            let waiting = state.rooms.get_mut(room);
+            match waiting.and_then(|room| room.awaiting_history.as_mut()) {
+                // Its member's lines wait for the rest of the greeting.
+                Some(waiting) => {
+                    waiting.push((id, arriving));
+                    entry_mailbox.await_answer();
+                }
+                None => self.greet_across(state, id, room, arriving),
+            }
         } else {
             state.send_to(id, self.lines(&[first]));
             self.send_recent(state, id, room);
@@ -447,6 +452,10 @@ impl Hub {
         let created = !state.rooms.contains_key(name);
         let name = state.room_name(name);
         if created && let Some(link) = self.link() {
+            // Its first members wait for what the broker keeps of it.
+            if let Some(room) = state.rooms.get_mut(&name) {
+                room.awaiting_history = Some(Vec::new());
+            }
             link.subscribe(Arc::clone(&name));
         }
         name

@@ -94,9 +94,13 @@ pub struct Link {
     /// One permit a byte of [`QUEUE_BYTES`]: what members' lines may take.
     room: Arc<Semaphore>,
     control: mpsc::UnboundedSender<Control>,
-    /// Whether the broker is reachable now; while it is not, events are
-    /// dropped: only the members on this server hear what is said.
+    /// Whether the broker is reachable now; while it is not, notices are
+    /// dropped, and so are lines unless the broker keeps history.
     pub(super) connected: AtomicBool,
+    /// Whether the broker keeps the rooms' history: lines said while it is
+    /// away are then kept (up to `--link-buffer`) and published once it
+    /// is back.
+    pub(super) keeps: AtomicBool,
     /// Events dropped since the last report.
     pub(super) dropped: AtomicU64,
     /// Messages from the broker dropped as malformed (a bad field, a line
@@ -126,9 +130,9 @@ impl Link {
 
     /// Hands a member's line (or `/me`) to the link if the queue has room
     /// for it; if not, gives it back to wait for room. Dropped (and
-    /// counted) only while the broker is away.
+    /// counted) only while the broker is away, if it keeps no history.
     pub fn publish_line(&self, event: Event) -> Result<(), Blocked> {
-        if !self.connected.load(Ordering::Relaxed) {
+        if !self.connected.load(Ordering::Relaxed) && !self.keeps.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -242,6 +246,7 @@ impl Link {
             room: Arc::new(Semaphore::new(QUEUE_BYTES)),
             control,
             connected: AtomicBool::new(connected),
+            keeps: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
         });

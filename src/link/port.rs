@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 /// Something that happened in a room, for the other servers.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Event {
     Said {
         room: Arc<str>,
@@ -92,6 +92,11 @@ pub trait Port: Send + Sync + 'static {
     /// Events from other servers in `room`, in the order they arrived
     /// (each once), for the room's local members: together, as one batch.
     fn deliver_remote(&self, room: &str, events: &[Remote]);
+    /// What the broker keeps of `room`, oldest first, each line with when
+    /// it was said (empty when it keeps nothing): given once each time the
+    /// room is subscribed to anew, before any of its events from other
+    /// servers, for the members who joined it meanwhile.
+    fn history(&self, room: &str, lines: &[(Remote, std::time::SystemTime)]);
     /// A private message from another server for the local member `to`;
     /// the member's nick as shown, or `None` if there is no such member.
     fn deliver_private(&self, to: &str, from: &RemoteNick, text: &[u8]) -> Option<Arc<str>>;
@@ -104,9 +109,12 @@ pub trait Port: Send + Sync + 'static {
     fn local_names(&self, room: &str) -> Vec<String>;
     /// The local rooms and how many members each has here.
     fn local_rooms(&self) -> Vec<(String, usize)>;
-    /// The link to the other servers was lost (`up` is false) or is back:
-    /// the members of `rooms` are to be told.
-    fn link_changed(&self, rooms: &[Arc<str>], up: bool);
+    /// The link to the other servers was lost: the members of `rooms` are
+    /// to be told.
+    fn link_lost(&self, rooms: &[Arc<str>]);
+    /// The link is back: the members of each room are to be told, and how
+    /// many lines said there while it was down never reached the others.
+    fn link_restored(&self, rooms: &[(Arc<str>, u64)]);
 }
 
 /// Where `/msg NICK TEXT` went, for a nick on no server of its sender's.

@@ -1,14 +1,21 @@
 //! A room's subscription: what other servers say in a room, each event
-//! once and in its sender's order, handed to the chat in batches.
+//! once and in its sender's order, handed to the chat in batches. With the
+//! broker's history, a room subscribed to anew first hands the chat what
+//! the broker keeps of it, and after an outage catches up on what was
+//! published while it was away before it takes live events again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_nats::Message;
+use async_nats::jetstream::stream;
 use futures_util::{FutureExt, Stream, StreamExt};
+use tokio::sync::watch;
 
 use super::broker::epoch;
 use super::handle::Link;
+use super::history;
 use super::order::{Order, Verdict};
 use super::port::{Port, Remote, RemoteEvent};
 use super::wire::{self, Decoded};
@@ -18,53 +25,261 @@ use super::wire::{self, Decoded};
 pub(super) type Spanning = Arc<Mutex<HashSet<Arc<str>>>>;
 
 /// How far ahead of this machine's clock another server's epoch may be.
-const EPOCH_SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+const EPOCH_SLACK: Duration = Duration::from_secs(60);
+
+/// How long before an outage was noticed the catch-up after it looks: the
+/// lines of those seconds that did arrive are known by their numbers.
+const CATCH_UP_SLACK: Duration = Duration::from_secs(10);
 
 /// About the most bytes of events handed to the chat as one batch (which
 /// its members get as one shared buffer, one write each).
 const BATCH_BYTES: usize = 32 * 1024;
 
-/// Delivers what other servers say in `room` to the chat, each event once
+/// The link as the rooms' deliveries see it.
+#[derive(Clone, Debug)]
+pub(super) struct Linked {
+    pub(super) up: bool,
+    /// When the link was last lost.
+    pub(super) lost_at: SystemTime,
+    /// The broker's history of the rooms, if it keeps one.
+    pub(super) history: Option<Arc<stream::Stream>>,
+}
+
+/// What a room's delivery needs.
+pub(super) struct Delivery {
+    pub(super) port: Arc<dyn Port>,
+    pub(super) link: Arc<Link>,
+    pub(super) room: Arc<str>,
+    pub(super) spanning: Spanning,
+    pub(super) linked: watch::Receiver<Linked>,
+    /// How many lines of the broker's history a room takes.
+    pub(super) history_lines: usize,
+    /// Whether the room is new here (its history goes to the chat first),
+    /// or subscribed to again (it catches up on what it missed since then).
+    pub(super) start: Start,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Start {
+    New,
+    Again { since: SystemTime },
+}
+
+/// Tells the chat the room has no history if the delivery ends before it
+/// told it what the broker keeps: the members who joined meanwhile are
+/// greeted all the same.
+struct Seeding<'a> {
+    port: &'a dyn Port,
+    room: &'a str,
+    done: bool,
+}
+
+impl Seeding<'_> {
+    fn give(&mut self, lines: &[(Remote, SystemTime)]) {
+        self.done = true;
+        self.port.history(self.room, lines);
+    }
+}
+
+impl Drop for Seeding<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.port.history(self.room, &[]);
+        }
+    }
+}
+
+/// Delivers what other servers say in the room to the chat, each event once
 /// and in its sender's order ([`Order`]). A message that is not a valid
 /// event of this room, or whose text is longer than the chat takes, is
 /// dropped and counted. The messages that have arrived together go to the
 /// chat as one batch. The room is marked as spanning servers once another
-/// server's event arrives in it.
+/// server's event arrives in it. While the link is down, and until what
+/// was published meanwhile has been fetched, live events wait.
 pub(super) async fn deliver(
-    port: Arc<dyn Port>,
-    link: Arc<Link>,
-    room: Arc<str>,
+    delivery: Delivery,
     mut subscriber: impl Stream<Item = Message> + Unpin,
-    spanning: Spanning,
 ) {
+    let Delivery {
+        port,
+        link,
+        room,
+        spanning,
+        mut linked,
+        history_lines,
+        start,
+    } = delivery;
     let mut order = Order::default();
-    let mut batch: Vec<Remote> = Vec::new();
     let max_text = port.max_text();
-    while let Some(first) = subscriber.next().await {
-        let mut size = 0;
-        let mut arrived = Some(first);
-        while let Some(message) = arrived.take() {
-            match admit(&mut order, &message, max_text, &link.node) {
-                Ok(Some(decoded)) => {
-                    size += approximate_size(&decoded.event);
-                    batch.push(decoded.event);
+    let started = epoch();
+    let mut seeding = Seeding {
+        port: &*port,
+        room: &room,
+        done: false,
+    };
+    // Since when the delivery has to catch up, once the link is up.
+    let mut behind = match start {
+        Start::Again { since } => Some(since),
+        Start::New => None,
+    };
+    if let Start::New = start {
+        let now = linked.borrow_and_update().clone();
+        let mut seed = Vec::new();
+        match (&now.history, now.up) {
+            (Some(stream), true) => {
+                for stored in fetched(stream, &room, history_lines).await {
+                    let Ok(decoded) = checked(&stored.message, max_text) else {
+                        continue;
+                    };
+                    // This server's own lines of this run were sent live.
+                    let own_now = decoded.event.from.node == *link.node && decoded.epoch >= started;
+                    if !own_now && new(&mut order, &decoded) {
+                        seed.push((decoded.event, stored.published));
+                    }
                 }
-                Ok(None) => {}
-                Err(()) => link.count_malformed(),
             }
-            if size < BATCH_BYTES {
-                // The next message if one is there already; never waits.
-                arrived = subscriber.next().now_or_never().flatten();
+            (_, false) => behind = Some(now.lost_at),
+            (None, true) => {}
+        }
+        seeding.give(&seed);
+    }
+    drop(seeding);
+    let mut batch: Vec<Remote> = Vec::new();
+    loop {
+        if let Some(since) = behind {
+            let now = linked.borrow_and_update().clone();
+            if now.up {
+                behind = None;
+                if let Some(stream) = &now.history {
+                    let limits = (history_lines, max_text);
+                    let caught = catch_up(stream, &room, limits, since, &link.node, &mut order);
+                    for part in in_batches(&caught.await) {
+                        port.deliver_remote(&room, part);
+                    }
+                }
             }
         }
-        if !batch.is_empty() {
-            if let Ok(mut spanning) = spanning.lock() {
-                spanning.insert(Arc::clone(&room));
+        tokio::select! {
+            biased;
+            changed = linked.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = linked.borrow_and_update().clone();
+                if !now.up {
+                    behind.get_or_insert(now.lost_at);
+                }
             }
-            port.deliver_remote(&room, &batch);
-            batch.clear();
+            arrived = subscriber.next(), if behind.is_none() => {
+                let Some(first) = arrived else { return };
+                let mut size = 0;
+                let mut arrived = Some(first);
+                while let Some(message) = arrived.take() {
+                    match admit(&mut order, &message, max_text, &link.node) {
+                        Ok(Some(decoded)) => {
+                            size += approximate_size(&decoded.event);
+                            batch.push(decoded.event);
+                        }
+                        Ok(None) => {}
+                        Err(()) => link.count_malformed(),
+                    }
+                    if size < BATCH_BYTES {
+                        // The next message if one is there already; never waits.
+                        arrived = subscriber.next().now_or_never().flatten();
+                    }
+                }
+                if !batch.is_empty() {
+                    if let Ok(mut spanning) = spanning.lock() {
+                        spanning.insert(Arc::clone(&room));
+                    }
+                    port.deliver_remote(&room, &batch);
+                    batch.clear();
+                }
+            }
         }
     }
+}
+
+/// What the broker keeps of `room`; nothing if it does not answer.
+async fn fetched(stream: &stream::Stream, room: &str, limit: usize) -> Vec<history::Stored> {
+    match history::fetch(stream, room, limit).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!("link: reading the history of #{room} from the broker: {error:#}");
+            Vec::new()
+        }
+    }
+}
+
+/// The lines of other servers the broker kept in `room` since `since`
+/// (less [`CATCH_UP_SLACK`]) that have not been delivered here.
+async fn catch_up(
+    stream: &stream::Stream,
+    room: &str,
+    (limit, max_text): (usize, usize),
+    since: SystemTime,
+    this_node: &str,
+    order: &mut Order,
+) -> Vec<Remote> {
+    let from = since.checked_sub(CATCH_UP_SLACK).unwrap_or(since);
+    let mut caught = Vec::new();
+    for stored in fetched(stream, room, limit).await {
+        if stored.published < from {
+            continue;
+        }
+        let Ok(decoded) = checked(&stored.message, max_text) else {
+            continue;
+        };
+        if decoded.event.from.node != this_node && new(order, &decoded) {
+            caught.push(decoded.event);
+        }
+    }
+    caught
+}
+
+/// `events` in runs of about [`BATCH_BYTES`].
+fn in_batches(events: &[Remote]) -> impl Iterator<Item = &[Remote]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut size = 0;
+        let count = rest
+            .iter()
+            .take_while(|event| {
+                let fits = size < BATCH_BYTES;
+                size += approximate_size(event);
+                fits
+            })
+            .count();
+        let (part, after) = rest.split_at(count);
+        rest = after;
+        Some(part)
+    })
+}
+
+/// Whether `decoded` is new to `order`; one it refuses (older than what
+/// arrived) was delivered already, or is too old to matter.
+fn new(order: &mut Order, decoded: &Decoded) -> bool {
+    let node = &decoded.event.from.node;
+    order.admit(node, decoded.epoch, decoded.sequence) == Verdict::New
+}
+
+/// The event `message` carries if it is a valid one of this room, its text
+/// within `max_text` and its epoch not from the future.
+fn checked(message: &Message, max_text: usize) -> Result<Decoded, ()> {
+    let decoded = wire::decode(message).ok_or(())?;
+    if let RemoteEvent::Said(text) | RemoteEvent::Action(text) = &decoded.event.what
+        && text.len() > max_text
+    {
+        return Err(());
+    }
+    // An epoch from the future would outrank the node's real one.
+    if decoded.epoch > epoch() + EPOCH_SLACK.as_nanos() {
+        return Err(());
+    }
+    Ok(decoded)
 }
 
 /// The event `message` carries if it is new; `Ok(None)` for one seen
@@ -75,19 +290,10 @@ fn admit(
     max_text: usize,
     this_node: &str,
 ) -> Result<Option<Decoded>, ()> {
-    let decoded = wire::decode(message).ok_or(())?;
+    let decoded = checked(message, max_text)?;
     // This server's own events never come back (the client says no
     // echo): one that claims to be is forged.
     if decoded.event.from.node == this_node {
-        return Err(());
-    }
-    if let RemoteEvent::Said(text) | RemoteEvent::Action(text) = &decoded.event.what
-        && text.len() > max_text
-    {
-        return Err(());
-    }
-    // An epoch from the future would outrank the node's real one.
-    if decoded.epoch > epoch() + EPOCH_SLACK.as_nanos() {
         return Err(());
     }
     let node = &decoded.event.from.node;
@@ -117,6 +323,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         batches: Mutex<Vec<(String, Vec<Remote>)>>,
+        seeds: Mutex<Vec<(String, Vec<Remote>)>>,
     }
 
     impl Port for Recorder {
@@ -139,7 +346,12 @@ mod tests {
         fn local_rooms(&self) -> Vec<(String, usize)> {
             Vec::new()
         }
-        fn link_changed(&self, _: &[Arc<str>], _: bool) {}
+        fn history(&self, room: &str, lines: &[(Remote, SystemTime)]) {
+            let lines = lines.iter().map(|(event, _)| event.clone()).collect();
+            self.seeds.lock().unwrap().push((room.to_string(), lines));
+        }
+        fn link_lost(&self, _: &[Arc<str>]) {}
+        fn link_restored(&self, _: &[(Arc<str>, u64)]) {}
     }
 
     /// The message that carries `text` said by alice on `node`, the
@@ -181,12 +393,22 @@ mod tests {
         ]);
         let chat: Arc<dyn Port> = Arc::clone(&port) as _;
         let (link, _handed) = Link::new("here".into(), true);
+        let (_up, linked) = watch::channel(Linked {
+            up: true,
+            lost_at: SystemTime::now(),
+            history: None,
+        });
         let delivering = deliver(
-            chat,
-            Arc::clone(&link),
-            "lobby".into(),
+            Delivery {
+                port: chat,
+                link: Arc::clone(&link),
+                room: "lobby".into(),
+                spanning: Arc::clone(&spanning),
+                linked,
+                history_lines: 50,
+                start: Start::New,
+            },
             messages,
-            Arc::clone(&spanning),
         );
         delivering.await;
         assert_eq!(link.malformed.load(std::sync::atomic::Ordering::Relaxed), 3);
@@ -212,5 +434,7 @@ mod tests {
             ]
         );
         assert!(spanning.lock().unwrap().contains("lobby"));
+        // Without the broker's history, the room's is empty, said first.
+        assert_eq!(*port.seeds.lock().unwrap(), [("lobby".to_string(), vec![])]);
     }
 }

@@ -6,23 +6,28 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 mod answers;
 mod outage;
+mod publish;
 
-use super::broker::{epoch, node_in_use, round_trip};
-use super::handle::{Control, Handed, Link, Queued};
+use super::broker::{node_in_use, round_trip};
+use super::handle::{Control, Handed, Link};
+use super::history::{self, Bound};
+use super::outbox::Outbox;
 use super::port::Port;
-use super::room::Spanning;
+use super::room::{self, Delivery, Linked, Spanning, Start};
 use super::wire::{self, NICK_SUBJECT, NODE_SUBJECT, ROOMS_SUBJECT, WHO_SUBJECT};
-use super::{ask, room, shown_url};
+use super::{LinkSettings, ask, shown_url};
 use outage::Outage;
+use publish::Acks;
 
 /// How often the link checks that its client still answers, and how long
 /// a check waits.
@@ -56,6 +61,8 @@ pub(super) struct Task {
     port: Arc<dyn Port>,
     link: Arc<Link>,
     client: Client,
+    /// The client's JetStream side, for lines the broker's history keeps.
+    jetstream: async_nats::jetstream::Context,
     url: String,
     /// Per room with local members: when this server began sending in it
     /// (its epoch there) and the number of its last event there.
@@ -69,6 +76,14 @@ pub(super) struct Task {
     /// Rooms told the link was lost, to be told it is back.
     told_lost: HashSet<Arc<str>>,
     outage: Outage,
+    /// Lines a room the broker's history takes (`--history`; 0: none).
+    history_lines: usize,
+    /// Lines the broker has not confirmed keeping.
+    outbox: Outbox,
+    /// The link as the rooms' deliveries see it.
+    linked: watch::Sender<Linked>,
+    /// The log has said the broker keeps no history.
+    said_no_history: bool,
 }
 
 impl Task {
@@ -78,14 +93,24 @@ impl Task {
         port: Arc<dyn Port>,
         link: Arc<Link>,
         client: Client,
-        url: String,
+        settings: &LinkSettings,
         checked: bool,
     ) -> Self {
+        let (linked, _) = watch::channel(Linked {
+            up: checked,
+            lost_at: SystemTime::now(),
+            history: None,
+        });
         Self {
             port,
             link,
+            jetstream: async_nats::jetstream::new(client.clone()),
             client,
-            url,
+            url: settings.url.clone(),
+            history_lines: settings.history_lines,
+            outbox: Outbox::new(settings.buffer),
+            linked,
+            said_no_history: false,
             numbering: HashMap::new(),
             checked,
             rooms: HashMap::new(),
@@ -110,6 +135,10 @@ impl Task {
         drop_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watchdog = tokio::time::interval(WATCH_EVERY);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut acks = Acks::default();
+        if self.link.connected.load(Ordering::Relaxed) {
+            self.bind_history().await;
+        }
         loop {
             // In this order: a room's subscription, asked for before the
             // join that created it, reaches the broker before the join does.
@@ -123,12 +152,16 @@ impl Task {
             tokio::select! {
                 biased;
                 Some(event) = nats_events.recv() => {
-                    if survive(self.on_nats_event(event)).await == Some(false) {
+                    if survive(self.on_nats_event(event, &mut acks)).await == Some(false) {
                         return;
                     }
                 }
                 Some(request) = control.recv() => survive(self.on_control(request)).await.unwrap_or(()),
-                Some(queued) = events.recv() => survive(self.publish(queued)).await.unwrap_or(()),
+                Some(confirmed) = acks.next() => self.on_ack(confirmed),
+                Some(queued) = events.recv() => {
+                    let last_of_burst = events.is_empty();
+                    survive(self.publish(queued, &mut acks, last_of_burst)).await.unwrap_or(())
+                }
                 Some(message) = node.next() => survive(self.on_node_message(message)).await.unwrap_or(()),
                 Some(message) = who.next() => survive(self.answer_who(message)).await.unwrap_or(()),
                 Some(message) = rooms.next() => survive(self.answer_rooms(message)).await.unwrap_or(()),
@@ -137,7 +170,7 @@ impl Task {
                 _ = watchdog.tick() => {
                     self.restart_stopped_rooms().await;
                     if !self.client_answers().await
-                        && let Some((client, events, made)) = self.new_client().await
+                        && let Some((client, events, made)) = self.new_client(&mut acks).await
                     {
                         self.client = client;
                         nats_events = events;
@@ -170,6 +203,7 @@ impl Task {
     /// client is up, that it is back), and every room is subscribed again.
     async fn new_client(
         &mut self,
+        acks: &mut Acks,
     ) -> Option<(
         Client,
         mpsc::UnboundedReceiver<async_nats::Event>,
@@ -179,7 +213,8 @@ impl Task {
             "link: the client for {} stopped answering; starting a new one",
             shown_url(&self.url)
         );
-        self.on_nats_event(async_nats::Event::Disconnected).await;
+        self.on_nats_event(async_nats::Event::Disconnected, acks)
+            .await;
         let (client, events) = match super::connect(&self.url).await {
             Ok(made) => made,
             Err(error) => {
@@ -196,6 +231,7 @@ impl Task {
         };
         let old = std::mem::replace(&mut self.client, client.clone());
         drop(old);
+        self.jetstream = async_nats::jetstream::new(client.clone());
         let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
         for room in rooms {
             self.resubscribe(room).await;
@@ -218,15 +254,18 @@ impl Task {
         }
     }
 
+    /// Subscribes to `room` again: its new delivery catches up on what was
+    /// published since the link was last lost.
     async fn resubscribe(&mut self, room: Arc<str>) {
         if let Some(delivery) = self.rooms.remove(&room) {
             delivery.abort();
         }
-        self.on_control(Control::Subscribe(room)).await;
+        let since = self.linked.borrow().lost_at;
+        self.subscribe(room, Start::Again { since }).await;
     }
 
     /// Returns false if the link must end (its node name is taken).
-    async fn on_nats_event(&mut self, event: async_nats::Event) -> bool {
+    async fn on_nats_event(&mut self, event: async_nats::Event, acks: &mut Acks) -> bool {
         match event {
             async_nats::Event::Connected => {
                 if !self.checked {
@@ -248,17 +287,42 @@ impl Task {
                 round_trip(&self.client).await;
                 self.link.connected.store(true, Ordering::Relaxed);
                 info!("link to {} up{}", shown_url(&self.url), self.outage.ended());
+                self.bind_history().await;
+                self.publish_kept(acks).await;
                 let dropped = self.link.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     warn!(
                         "link: {dropped} lines and notices did not reach the other servers while the link was down"
                     );
                 }
-                let rooms: Vec<Arc<str>> = self.told_lost.drain().collect();
-                self.port.link_changed(&rooms, true);
+                let mut lost = self.outbox.take_lost();
+                let total: u64 = lost.values().sum();
+                if total > 0 {
+                    warn!(
+                        "link: {total} lines said while the link was down were let go (past --link-buffer)"
+                    );
+                }
+                let rooms: Vec<(Arc<str>, u64)> = self
+                    .told_lost
+                    .drain()
+                    .map(|room| {
+                        let lost = lost.remove(&room).unwrap_or(0);
+                        (room, lost)
+                    })
+                    .collect();
+                self.port.link_restored(&rooms);
+                // Told the link is back before they catch up on what the
+                // other servers said meanwhile.
+                self.linked.send_modify(|linked| linked.up = true);
             }
             async_nats::Event::Disconnected => {
                 self.link.connected.store(false, Ordering::Relaxed);
+                self.linked.send_modify(|linked| {
+                    if linked.up {
+                        linked.lost_at = SystemTime::now();
+                    }
+                    linked.up = false;
+                });
                 self.outage.began();
                 warn!("link to {} lost; retrying", shown_url(&self.url));
                 let spanning: Vec<Arc<str>> = self
@@ -272,7 +336,7 @@ impl Task {
                         self.rooms.contains_key(room) && self.told_lost.insert(Arc::clone(room))
                     })
                     .collect();
-                self.port.link_changed(&newly_lost, false);
+                self.port.link_lost(&newly_lost);
             }
             // Each failed attempt to reconnect: counted, and said at most
             // once a minute while the broker stays away.
@@ -303,53 +367,12 @@ impl Task {
         }
     }
 
-    /// Hands `queued` to the client; its room in the queue is given back
-    /// once the client has it.
-    async fn publish(&mut self, queued: Queued) {
-        let (epoch, sequence) = self.next_number(queued.event.room());
-        let (subject, headers, payload) =
-            wire::encode(queued.event, &self.link.node, epoch, sequence);
-        if self
-            .client
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .is_err()
-        {
-            self.link.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The epoch and number of this server's next event in `room`: events
-    /// are numbered from 1 in each room, and a room that had no local
-    /// members for a while starts again with a later epoch.
-    fn next_number(&mut self, room: &Arc<str>) -> (u128, u64) {
-        let latest = self.numbering.values().map(|(epoch, _)| *epoch).max();
-        let (epoch, sequence) = self
-            .numbering
-            .entry(Arc::clone(room))
-            .or_insert_with(|| (epoch().max(latest.map_or(0, |latest| latest + 1)), 0));
-        *sequence += 1;
-        (*epoch, *sequence)
-    }
-
     async fn on_control(&mut self, request: Control) {
         match request {
             Control::Subscribe(room) => {
-                if self.rooms.contains_key(&room) {
-                    return;
+                if !self.rooms.contains_key(&room) {
+                    self.subscribe(room, Start::New).await;
                 }
-                let Ok(subscriber) = self.client.subscribe(wire::room_subject(&room)).await else {
-                    warn!("link: subscribing to #{room} failed");
-                    return;
-                };
-                let delivery = room::deliver(
-                    Arc::clone(&self.port),
-                    Arc::clone(&self.link),
-                    Arc::clone(&room),
-                    subscriber,
-                    Arc::clone(&self.spanning),
-                );
-                self.rooms.insert(room, tokio::spawn(delivery));
             }
             Control::Unsubscribe(room) => {
                 if let Some(delivery) = self.rooms.remove(&room) {
@@ -385,6 +408,56 @@ impl Task {
                 tokio::spawn(asking);
             }
         }
+    }
+
+    /// Subscribes to `room`'s events, delivered by a task of the room's
+    /// own from `start`.
+    async fn subscribe(&mut self, room: Arc<str>, start: Start) {
+        let Ok(subscriber) = self.client.subscribe(wire::room_subjects(&room)).await else {
+            warn!("link: subscribing to #{room} failed");
+            if let Start::New = start {
+                self.port.history(&room, &[]);
+            }
+            return;
+        };
+        let delivery = Delivery {
+            port: Arc::clone(&self.port),
+            link: Arc::clone(&self.link),
+            room: Arc::clone(&room),
+            spanning: Arc::clone(&self.spanning),
+            linked: self.linked.subscribe(),
+            history_lines: self.history_lines,
+            start,
+        };
+        self.rooms
+            .insert(room, tokio::spawn(room::deliver(delivery, subscriber)));
+    }
+
+    /// Finds or makes the broker's history of the rooms, once connected;
+    /// the log says once if the broker keeps none.
+    async fn bind_history(&mut self) {
+        if self.history_lines == 0 {
+            return;
+        }
+        let stream = match history::bind(&self.client, self.history_lines).await {
+            Bound::Stream(stream) => Some(stream),
+            Bound::NoJetStream => {
+                if !self.said_no_history {
+                    self.said_no_history = true;
+                    warn!(
+                        "link: the broker {} has no JetStream (nats-server -js): each server keeps its rooms' history alone, and lines said while the link is down are lost",
+                        shown_url(&self.url)
+                    );
+                }
+                None
+            }
+            Bound::Failed(error) => {
+                warn!("link: the rooms' history on the broker: {error}; each server keeps its own");
+                None
+            }
+        };
+        self.link.keeps.store(stream.is_some(), Ordering::Relaxed);
+        self.linked.send_modify(|linked| linked.history = stream);
     }
 
     /// What a question to the other servers needs.

@@ -9,6 +9,13 @@ use super::port::{Event, Remote, RemoteEvent, RemoteNick};
 use crate::names;
 
 pub(super) const ROOM_SUBJECT: &str = "chat.room.";
+/// The last token of a room's subject for what members say there (`talk`,
+/// kept in the broker's history) and for joins, leaves and nick changes
+/// (`notice`, never kept).
+pub(super) const TALK: &str = "talk";
+pub(super) const NOTICE: &str = "notice";
+/// Every room's talk: what the broker's history stream keeps.
+pub(super) const TALK_SUBJECTS: &str = "chat.room.*.talk";
 pub(super) const WHO_SUBJECT: &str = "chat.who";
 pub(super) const ROOMS_SUBJECT: &str = "chat.rooms";
 pub(super) const NODE_SUBJECT: &str = "chat.node.";
@@ -33,10 +40,31 @@ pub(super) const TO: &str = "Chat-To";
 /// The answer to a ping on a node's subject.
 pub(super) const PONG: &[u8] = b"pong";
 
-/// The subject of `room`'s events.
-pub(super) fn room_subject(room: &str) -> String {
-    format!("{ROOM_SUBJECT}{room}")
+/// What a server subscribes to for `room`'s events: its talk and its
+/// notices, in the order they were published.
+pub(super) fn room_subjects(room: &str) -> String {
+    format!("{ROOM_SUBJECT}{room}.*")
 }
+
+/// The subject of what is said in `room`.
+pub fn talk_subject(room: &str) -> String {
+    format!("{ROOM_SUBJECT}{room}.{TALK}")
+}
+
+/// The subject of `room`'s joins, leaves and nick changes.
+pub fn notice_subject(room: &str) -> String {
+    format!("{ROOM_SUBJECT}{room}.{NOTICE}")
+}
+
+/// The id the broker's duplicate window knows a line by: the node, its
+/// epoch in the room and the line's number there. A line published again
+/// after an outage is kept once.
+pub(super) fn message_id(node: &str, epoch: u128, sequence: u64) -> String {
+    format!("{node}:{epoch}:{sequence}")
+}
+
+/// The header the broker reads a message's id from.
+pub(super) const MESSAGE_ID: &str = "Nats-Msg-Id";
 
 /// The subject, headers and payload that carry `event`, the `sequence`th
 /// event of `node` since it started at `epoch`.
@@ -50,6 +78,10 @@ pub(super) fn encode(
     headers.insert(NODE, node);
     headers.insert(EPOCH, epoch.to_string());
     headers.insert(SEQUENCE, sequence.to_string());
+    let talk = matches!(event, Event::Said { .. } | Event::Action { .. });
+    if talk {
+        headers.insert(MESSAGE_ID, message_id(node, epoch, sequence));
+    }
     let (room, payload) = match event {
         Event::Said { room, nick, text } => {
             headers.insert(KIND, "said");
@@ -81,7 +113,11 @@ pub(super) fn encode(
             (room, Bytes::new())
         }
     };
-    (room_subject(&room), headers, payload)
+    let subject = match talk {
+        true => talk_subject(&room),
+        false => notice_subject(&room),
+    };
+    (subject, headers, payload)
 }
 
 /// A room event from another server, with where it stands in its sender's
@@ -98,22 +134,29 @@ pub(super) struct Decoded {
 pub(super) const MAX_WHY_BYTES: usize = 1024;
 
 /// The room event `message` carries, every field checked: nicks and the
-/// node as this server's rules want them, a known kind, numbers that are
-/// numbers, a reason of bounded length. `None` if it is not one (dropped
-/// and counted by the caller).
+/// node as this server's rules want them, a known kind on the subject of
+/// its kind, numbers that are numbers, a reason of bounded length, the
+/// message id of a line its node, epoch and number. `None` if it is not
+/// one (dropped and counted by the caller).
 pub(super) fn decode(message: &Message) -> Option<Decoded> {
     let headers = message.headers.as_ref()?;
     let header = |name: &str| headers.get(name).map(|value| value.as_str());
     let node = names::node(header(NODE)?.as_bytes())?;
     let nick = names::nick(header(NICK)?.as_bytes())?;
     let kind = header(KIND)?;
+    let talk = matches!(kind, "said" | "action");
+    let (_, last) = message.subject.rsplit_once('.')?;
+    if last != if talk { TALK } else { NOTICE } {
+        return None;
+    }
     // A notice never has a payload.
-    if !matches!(kind, "said" | "action") && !message.payload.is_empty() {
+    if !talk && !message.payload.is_empty() {
         return None;
     }
     // Each header once, and none the kind does not have.
     let allowed = |name: &str| match name {
         NODE | EPOCH | SEQUENCE | KIND | NICK => true,
+        MESSAGE_ID => talk,
         WHY => kind == "left",
         OLD_NICK => kind == "renamed",
         _ => false,
@@ -139,9 +182,15 @@ pub(super) fn decode(message: &Message) -> Option<Decoded> {
         },
         _ => return None,
     };
+    let (epoch, sequence) = (number(header(EPOCH)?)?, number(header(SEQUENCE)?)?);
+    if let Some(id) = header(MESSAGE_ID)
+        && id != message_id(node, epoch, sequence)
+    {
+        return None;
+    }
     Some(Decoded {
-        epoch: number(header(EPOCH)?)?,
-        sequence: number(header(SEQUENCE)?)?,
+        epoch,
+        sequence,
         event: Remote {
             from: RemoteNick {
                 nick: nick.to_string(),
@@ -358,7 +407,8 @@ mod tests {
         ];
         for (sequence, (event, what)) in (1..).zip(cases) {
             let (subject, headers, payload) = encode(event, "one", 42, sequence);
-            assert_eq!(subject, "chat.room.lobby");
+            let kind = if sequence <= 2 { "talk" } else { "notice" };
+            assert_eq!(subject, format!("chat.room.lobby.{kind}"));
             let decoded = decode(&message(subject, headers, payload));
             let from = RemoteNick {
                 nick: "alice".to_string(),
@@ -381,7 +431,7 @@ mod tests {
         headers.insert(NODE, "one");
         headers.insert(NICK, "alice");
         headers.insert(KIND, "teleported");
-        let strange = message(room_subject("lobby"), headers, Bytes::new());
+        let strange = message(notice_subject("lobby"), headers, Bytes::new());
         assert_eq!(decode(&strange), None);
         let mut bare = strange;
         bare.headers = None;
@@ -465,22 +515,35 @@ mod tests {
             epoch in value(&["42", "0", "007", "340282366920938463463374607431768211455"]),
             sequence in value(&["1", "18446744073709551615", "18446744073709551616", "-1"]),
             why in value(&["bye", "\x1B[2J"]),
+            id in value(&["one:42:1", "two:0:18446744073709551615", "one:42:01"]),
+            talk in any::<bool>(),
             payload in proptest::collection::vec(any::<u8>(), 0..16),
         ) {
             let mut headers = HeaderMap::new();
             for (name, value) in [(NODE, node), (NICK, nick), (OLD_NICK, old), (KIND, kind),
-                                  (EPOCH, epoch), (SEQUENCE, sequence), (WHY, why)] {
+                                  (EPOCH, epoch), (SEQUENCE, sequence), (WHY, why), (MESSAGE_ID, id)] {
                 if let Some(value) = value {
                     headers.insert(name, value.as_str());
                 }
             }
-            let arrived = message(room_subject("lobby"), headers.clone(), payload.clone().into());
+            let on = if talk { talk_subject("lobby") } else { notice_subject("lobby") };
+            let arrived = message(on.clone(), headers.clone(), payload.clone().into());
             if let Some(decoded) = decode(&arrived) {
                 let event = event_of(&decoded, "lobby");
                 let node = decoded.event.from.node.clone();
-                let (subject, again, again_payload) =
+                let (subject, mut again, again_payload) =
                     encode(event, &node, decoded.epoch, decoded.sequence);
-                prop_assert_eq!(subject, room_subject("lobby"));
+                prop_assert_eq!(subject, on);
+                // A line's id may be left out (a broker without history).
+                if headers.get(MESSAGE_ID).is_none() {
+                    let mut without = HeaderMap::new();
+                    for (name, values) in again.iter() {
+                        if AsRef::<str>::as_ref(name) != MESSAGE_ID {
+                            without.insert(name.as_ref(), values[0].as_str());
+                        }
+                    }
+                    again = without;
+                }
                 prop_assert_eq!(again_payload, Bytes::from(payload));
                 let sorted = |headers: &HeaderMap| {
                     let mut all: Vec<(String, String)> = headers

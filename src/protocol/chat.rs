@@ -21,6 +21,16 @@ pub const COMMAND_PREFIX: u8 = b'/';
 pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
 pub const LINK_RESTORED: &str = "*** link to other servers restored";
 
+/// The link is back, and `lost` lines said here while it was down (past
+/// `--link-buffer`) never reached the other servers.
+pub fn link_restored(lost: u64) -> String {
+    match lost {
+        0 => LINK_RESTORED.to_string(),
+        1 => format!("{LINK_RESTORED}; 1 line said meanwhile was lost"),
+        _ => format!("{LINK_RESTORED}; {lost} lines said meanwhile were lost"),
+    }
+}
+
 /// The last line of every leave (`/quit`, `.`, end of input), so the
 /// leaver can tell a leave from a cut-off.
 pub const BYE: &str = "*** bye";

@@ -11,6 +11,7 @@ use crate::common::member::Member;
 use crate::common::raw_nats::RawNats;
 use crate::common::*;
 use crate::link::{line_where, linked};
+use chat::link::{notice_subject, talk_subject};
 
 /// A broker, `one` with alice and `two` with bob, both in #lobby and each
 /// seen by the other.
@@ -85,7 +86,10 @@ async fn headers_a_library_would_choke_on_harm_nothing() {
     for _ in 0..3 {
         for headers in forged {
             stranger
-                .publish("chat.room.lobby", headers, b"forged")
+                .publish(&talk_subject("lobby"), headers, b"forged")
+                .await;
+            stranger
+                .publish(&notice_subject("lobby"), headers, b"")
                 .await;
             stranger.publish("chat.node.two", headers, b"forged").await;
             stranger.publish("chat.who", headers, b"").await;
@@ -116,12 +120,14 @@ async fn forged_names_never_reach_a_terminal() {
     ];
     for headers in &lines {
         stranger
-            .publish("chat.room.lobby", headers, b"forged")
+            .publish(&talk_subject("lobby"), headers, b"forged")
             .await;
     }
     let mut renamed = event(b"evil", b"mallory", b"renamed");
     renamed.push(("Chat-Old", b"\x07\x1b]0;pwned\x07"));
-    stranger.publish("chat.room.lobby", &renamed, b"").await;
+    stranger
+        .publish(&notice_subject("lobby"), &renamed, b"")
+        .await;
     // A private message with a forged sender, to bob's server.
     let private = [
         ("Chat-Kind", &b"msg"[..]),
@@ -138,7 +144,7 @@ async fn a_forged_sequence_does_not_silence_a_node() {
     let (broker, _one, _two, mut alice, mut bob) = alice_and_bob(&[]).await;
     // Learn one's real epoch in #lobby, as a stranger can.
     let mut watcher = RawNats::connect(broker.port).await;
-    watcher.subscribe("chat.room.lobby", 1).await;
+    watcher.subscribe(&talk_subject("lobby"), 1).await;
     alice.send("seen by the stranger").await;
     let real = watcher.next_message().await;
     assert_eq!(real.payload, b"seen by the stranger");
@@ -158,7 +164,7 @@ async fn a_forged_sequence_does_not_silence_a_node() {
             ("Chat-Nick", b"alice"),
         ];
         stranger
-            .publish("chat.room.lobby", &headers, b"forged")
+            .publish(&talk_subject("lobby"), &headers, b"forged")
             .await;
     }
     still_crossing_and_clean(&mut alice, &mut bob, "after a forged sequence").await;
@@ -191,8 +197,9 @@ async fn lines_from_elsewhere_keep_the_line_limit_and_hide_nothing() {
         ("Chat-Kind", b"said"),
         ("Chat-Nick", b"mallory"),
     ];
+    let huge = vec![1; 1_000_000];
     stranger
-        .publish("chat.room.lobby", &headers, &vec![1; 1_000_000])
+        .publish(&talk_subject("lobby"), &headers, &huge)
         .await;
     // A member's own line of control bytes, at the limit: escaped, four
     // times as long, then cut to the limit.

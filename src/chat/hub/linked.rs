@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
 use super::super::mailbox::Mailbox;
 use super::super::names;
-use super::{Hub, MemberId, lines_with};
+use super::{Hub, MemberId, State, lines_with};
 use crate::escape::{escape_into, escaped};
 use crate::link::{Answer, Blocked, Event, Found, Link, Port, Remote, RemoteEvent, RemoteNick};
 use crate::protocol::chat as text;
@@ -29,6 +30,21 @@ impl Hub {
 
     pub fn link(&self) -> Option<&Arc<Link>> {
         self.link.get()
+    }
+
+    /// The rest of a greeting across servers: the room's recent lines, and
+    /// the `here:` line once the other servers have answered (half a
+    /// second at most).
+    pub(super) fn greet_across(&self, state: &State, id: MemberId, room: &str, arriving: bool) {
+        let (Some(link), Some(member)) = (self.link(), state.members.get(&id)) else {
+            return;
+        };
+        self.send_recent(state, id, room);
+        let local = state.sorted_names(room, text::HERE_NAMES);
+        let local = local.into_iter().map(str::to_string).collect();
+        let total = state.rooms.get(room).map_or(0, |room| room.members.len());
+        let answer = self.here_across(local, total, arriving, &member.mailbox);
+        link.here(Arc::from(room), answer);
     }
 
     /// Sends one of the member's chat lines (or, if `action`, its `/me`)
@@ -276,15 +292,45 @@ impl Port for Hub {
             .collect()
     }
 
-    fn link_changed(&self, rooms: &[Arc<str>], up: bool) {
-        let notice = if up {
-            text::LINK_RESTORED
-        } else {
-            text::LINK_LOST
+    fn history(&self, room: &str, lines: &[(Remote, SystemTime)]) {
+        let older = lines
+            .iter()
+            .map(|(event, said_at)| {
+                let mut line = BytesMut::new();
+                self.add_remote_line(&mut line, event);
+                (line.freeze(), *said_at)
+            })
+            .collect();
+        let mut state = self.lock();
+        let Some(entered) = state.rooms.get_mut(room) else {
+            return;
         };
-        let lines = self.lines(&[notice]);
+        entered
+            .history
+            .seed(older, &self.delimiter, self.settings.history);
+        for (id, arriving) in entered.awaiting_history.take().unwrap_or_default() {
+            let still_there = state
+                .members
+                .get(&id)
+                .is_some_and(|member| *member.room == *room);
+            if still_there {
+                self.greet_across(&state, id, room, arriving);
+            }
+        }
+    }
+
+    fn link_lost(&self, rooms: &[Arc<str>]) {
+        let lines = self.lines(&[text::LINK_LOST]);
         let state = self.lock();
         for room in rooms {
+            state.send_to_room(room, None, &lines);
+        }
+    }
+
+    fn link_restored(&self, rooms: &[(Arc<str>, u64)]) {
+        let state = self.lock();
+        for (room, lost) in rooms {
+            let lines = self.lines(&[text::link_restored(*lost)]);
             state.send_to_room(room, None, &lines);
         }
     }
