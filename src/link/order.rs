@@ -127,6 +127,14 @@ impl Order {
         verdict
     }
 
+    /// Takes every number of `node` below the highest seen as seen too:
+    /// after a room's history, older live events are not new.
+    pub(super) fn seen_below(&mut self, node: &str) {
+        if let Some(place) = self.nodes.get_mut(node) {
+            place.below = u128::MAX;
+        }
+    }
+
     fn forget_least_recent(&mut self) {
         let oldest = self
             .nodes
@@ -175,6 +183,15 @@ mod tests {
             .count();
         assert_eq!(refused, REANCHOR_AFTER as usize - 1);
         assert_eq!(order.admit("one", 5, 17), New);
+    }
+
+    #[test]
+    fn after_a_history_older_numbers_are_seen() {
+        let mut order = Order::default();
+        assert_eq!(order.admit("two", 5, 60), New);
+        order.seen_below("two");
+        assert_eq!(order.admit("two", 5, 10), Duplicate);
+        assert_eq!(order.admit("two", 5, 61), New);
     }
 
     #[test]

@@ -127,16 +127,9 @@ pub(super) async fn deliver(
         let mut seed = Vec::new();
         match (&now.history, now.up) {
             (Some(stream), true) => {
-                for stored in fetched(stream, &room, history_lines).await {
-                    let Ok(decoded) = checked(&stored.message, max_text) else {
-                        continue;
-                    };
-                    // This server's own lines of this run were sent live.
-                    let own_now = decoded.event.from.node == *link.node && decoded.epoch >= started;
-                    if !own_now && new(&mut order, &decoded) {
-                        seed.push((decoded.event, stored.published));
-                    }
-                }
+                let stored = fetched(stream, &room, history_lines).await;
+                let this_run = (&*link.node, started);
+                seed = history_of(stored, &mut order, this_run, max_text);
             }
             (_, false) => behind = Some(now.lost_at),
             (None, true) => {}
@@ -200,6 +193,29 @@ pub(super) async fn deliver(
     }
 }
 
+/// The lines of `stored` a room new here shows as its history, each once:
+/// not those of this server's run that began at `started` (its members
+/// had them live). Every one goes into `order`, so that a live event
+/// that was in the history too is not delivered again.
+fn history_of(
+    stored: Vec<history::Stored>,
+    order: &mut Order,
+    (this_node, started): (&str, u128),
+    max_text: usize,
+) -> Vec<(Remote, SystemTime)> {
+    let mut lines = Vec::with_capacity(stored.len());
+    for stored in stored {
+        let Ok(decoded) = checked(&stored.message, max_text) else {
+            continue;
+        };
+        let own_now = decoded.event.from.node == this_node && decoded.epoch >= started;
+        if !own_now && new(order, &decoded) {
+            lines.push((decoded.event, stored.published));
+        }
+    }
+    lines
+}
+
 /// What the broker keeps of `room`; nothing if it does not answer.
 async fn fetched(stream: &stream::Stream, room: &str, limit: usize) -> Vec<history::Stored> {
     match history::fetch(stream, room, limit).await {
@@ -259,11 +275,15 @@ fn in_batches(events: &[Remote]) -> impl Iterator<Item = &[Remote]> {
     })
 }
 
-/// Whether `decoded` is new to `order`; one it refuses (older than what
-/// arrived) was delivered already, or is too old to matter.
+/// Whether `decoded`, read from the broker's history, is new to `order`;
+/// one it refuses (older than what arrived) was delivered already, or is
+/// too old to matter. Live events older than it are not new any more: they
+/// were in the history, or were said before it.
 fn new(order: &mut Order, decoded: &Decoded) -> bool {
     let node = &decoded.event.from.node;
-    order.admit(node, decoded.epoch, decoded.sequence) == Verdict::New
+    let new = order.admit(node, decoded.epoch, decoded.sequence) == Verdict::New;
+    order.seen_below(node);
+    new
 }
 
 /// The event `message` carries if it is a valid one of this room, its text
@@ -364,6 +384,38 @@ mod tests {
         };
         let (subject, headers, payload) = wire::encode(event, node, epoch, sequence);
         wire::message(subject, headers, payload)
+    }
+
+    #[test]
+    fn live_events_that_were_in_the_history_are_not_delivered_again() {
+        let at = SystemTime::now();
+        let stored = |node, epoch, sequence, text| history::Stored {
+            message: said(node, epoch, sequence, text),
+            published: at,
+        };
+        let mut order = Order::default();
+        let kept = vec![
+            stored("two", 1, 1, "a"),
+            stored("two", 1, 2, "b"),
+            stored("two", 1, 2, "b"),
+            // This server's, of an earlier run and of this one.
+            stored("here", 1, 1, "old"),
+            stored("here", 9, 1, "now"),
+        ];
+        let history = history_of(kept, &mut order, ("here", 5), 8);
+        let texts: Vec<&[u8]> = history
+            .iter()
+            .map(|(event, _)| match &event.what {
+                RemoteEvent::Said(text) => &text[..],
+                other => panic!("only lines were kept, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, [&b"a"[..], b"b", b"old"]);
+        // Live, b again, then c: only c is new.
+        let mut live =
+            |sequence, text| admit(&mut order, &said("two", 1, sequence, text), 8, "here");
+        assert_eq!(live(2, "b"), Ok(None));
+        assert!(matches!(live(3, "c"), Ok(Some(_))));
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ fn assert_opening(line: &str, room: &str, count: usize) {
 
 /// The recent lines a member was shown, without the marker lines, after
 /// checking them.
-fn recent_lines(recent: &[String], room: &str) -> Vec<String> {
+pub fn recent_lines(recent: &[String], room: &str) -> Vec<String> {
     assert!(recent.len() >= 2, "a recent block: {recent:?}");
     assert_opening(&recent[0], room, recent.len() - 2);
     assert_eq!(recent.last().map(String::as_str), Some(RECENT_END));
@@ -36,7 +36,7 @@ fn recent_lines(recent: &[String], room: &str) -> Vec<String> {
 /// `/join ROOM`: passes over what arrives before `*** you are in #ROOM`
 /// (others coming and going), then returns the recent block (empty if
 /// none) and the `here:` line.
-async fn join_room(member: &mut Member, room: &str) -> (Vec<String>, String) {
+pub async fn join_room(member: &mut Member, room: &str) -> (Vec<String>, String) {
     member.send(&format!("/join #{room}")).await;
     let joined = format!("*** you are in #{room}");
     while member.line().await != joined {}

@@ -214,8 +214,14 @@ async fn a_node_name_in_use_is_refused_at_start() {
 
 #[tokio::test]
 async fn the_broker_going_away_leaves_rooms_working_locally_and_its_return_restores_the_link() {
+    // Without JetStream: what is said while the broker is away is lost,
+    // and the log says why.
     let broker = Broker::start().await;
-    let one = linked(&broker, "one", &[]).await;
+    let mut one = linked(&broker, "one", &[]).await;
+    one.wait_for_log("the broker's lack of history", |line| {
+        line.contains("has no JetStream (nats-server -js)")
+    })
+    .await;
     let two = linked(&broker, "two", &[]).await;
     let mut alice = Member::named(one.address, "alice").await;
     let mut carol = Member::named(one.address, "carol").await;

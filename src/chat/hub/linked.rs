@@ -202,8 +202,16 @@ impl Hub {
     }
 
     /// Appends the line `event` from another server stands for to `batch`.
+    /// This server's own lines come back only in a room's history, from an
+    /// earlier run: shown as its members' lines are.
     fn add_remote_line(&self, batch: &mut BytesMut, event: &Remote) {
-        let who = escaped(shown(&event.from).as_bytes());
+        let own = self
+            .link()
+            .is_some_and(|link| link.node() == event.from.node);
+        let who = match own {
+            true => escaped(event.from.nick.as_bytes()),
+            false => escaped(shown(&event.from).as_bytes()),
+        };
         match &event.what {
             RemoteEvent::Said(said) => {
                 text::said_prefix(batch, &who);

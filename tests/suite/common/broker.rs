@@ -1,7 +1,9 @@
 //! A real NATS broker (`nats-server`, Debian package `nats-server`) for the
 //! link tests: one per test, on a port of its own.
 
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -32,6 +34,14 @@ impl Broker {
         let broker = Self::start_with(None, &["-c", file.to_str().unwrap()]).await;
         let _ = std::fs::remove_file(&file);
         broker
+    }
+
+    /// Starts `nats-server -js` keeping its streams in `store`, on `port`
+    /// (a free one if `None`): started again on the same port and store,
+    /// it has what it kept.
+    pub async fn start_jetstream(store: &Store, port: Option<u16>) -> Broker {
+        let dir = store.0.to_str().expect("a store path in UTF-8");
+        Self::start_with(port, &["-js", "-sd", dir]).await
     }
 
     async fn start_with(port: Option<u16>, args: &[&str]) -> Broker {
@@ -83,5 +93,25 @@ impl Broker {
             .await
             .unwrap();
         self.port
+    }
+}
+
+/// A directory of its own for a broker's streams, removed at the end.
+pub struct Store(PathBuf);
+
+impl Store {
+    pub fn new() -> Store {
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let made = MADE.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("chat-js-{}-{made}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("making the broker's store");
+        Store(dir)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 pub mod broker;
 pub mod certs;
 pub mod member;
+pub mod proxy;
 pub mod raw_nats;
 pub mod tmux;
 
