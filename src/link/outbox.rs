@@ -84,6 +84,10 @@ impl Outbox {
         std::mem::take(&mut self.kept)
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
     /// Lines let go per room since the last call.
     pub(super) fn take_lost(&mut self) -> HashMap<Arc<str>, u64> {
         std::mem::take(&mut self.lost)

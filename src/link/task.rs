@@ -33,6 +33,9 @@ use publish::Acks;
 /// a check waits.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 const WATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long after the link is back the lines kept meanwhile are published:
+/// the other servers retry every tenth of a second.
+const REPUBLISH_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often drops while the link is up are said, at most.
 const DROP_REPORT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -80,6 +83,11 @@ pub(super) struct Task {
     history_lines: usize,
     /// Lines the broker has not confirmed keeping.
     outbox: Outbox,
+    /// When the lines kept while the link was down are published: a moment
+    /// after it is back, so that the other servers are back too and get
+    /// them live (what they miss they fetch from the broker's history,
+    /// `--history` lines a room at most). New lines wait behind them.
+    republish_at: Option<tokio::time::Instant>,
     /// The link as the rooms' deliveries see it.
     linked: watch::Sender<Linked>,
     /// The log has said the broker keeps no history.
@@ -109,6 +117,7 @@ impl Task {
             url: settings.url.clone(),
             history_lines: settings.history_lines,
             outbox: Outbox::new(settings.buffer),
+            republish_at: None,
             linked,
             said_no_history: false,
             numbering: HashMap::new(),
@@ -152,12 +161,17 @@ impl Task {
             tokio::select! {
                 biased;
                 Some(event) = nats_events.recv() => {
-                    if survive(self.on_nats_event(event, &mut acks)).await == Some(false) {
+                    if survive(self.on_nats_event(event)).await == Some(false) {
                         return;
                     }
                 }
                 Some(request) = control.recv() => survive(self.on_control(request)).await.unwrap_or(()),
                 Some(confirmed) = acks.next() => self.on_ack(confirmed),
+                _ = sleep_until(self.republish_at) => {
+                    self.republish_at = None;
+                    survive(self.publish_kept(&mut acks)).await.unwrap_or(());
+                    self.restored();
+                }
                 Some(queued) = events.recv() => {
                     let last_of_burst = events.is_empty();
                     survive(self.publish(queued, &mut acks, last_of_burst)).await.unwrap_or(())
@@ -170,7 +184,7 @@ impl Task {
                 _ = watchdog.tick() => {
                     self.restart_stopped_rooms().await;
                     if !self.client_answers().await
-                        && let Some((client, events, made)) = self.new_client(&mut acks).await
+                        && let Some((client, events, made)) = self.new_client().await
                     {
                         self.client = client;
                         nats_events = events;
@@ -203,7 +217,6 @@ impl Task {
     /// client is up, that it is back), and every room is subscribed again.
     async fn new_client(
         &mut self,
-        acks: &mut Acks,
     ) -> Option<(
         Client,
         mpsc::UnboundedReceiver<async_nats::Event>,
@@ -213,8 +226,7 @@ impl Task {
             "link: the client for {} stopped answering; starting a new one",
             shown_url(&self.url)
         );
-        self.on_nats_event(async_nats::Event::Disconnected, acks)
-            .await;
+        self.on_nats_event(async_nats::Event::Disconnected).await;
         let (client, events) = match super::connect(&self.url).await {
             Ok(made) => made,
             Err(error) => {
@@ -265,7 +277,7 @@ impl Task {
     }
 
     /// Returns false if the link must end (its node name is taken).
-    async fn on_nats_event(&mut self, event: async_nats::Event, acks: &mut Acks) -> bool {
+    async fn on_nats_event(&mut self, event: async_nats::Event) -> bool {
         match event {
             async_nats::Event::Connected => {
                 if !self.checked {
@@ -288,35 +300,24 @@ impl Task {
                 self.link.connected.store(true, Ordering::Relaxed);
                 info!("link to {} up{}", shown_url(&self.url), self.outage.ended());
                 self.bind_history().await;
-                self.publish_kept(acks).await;
                 let dropped = self.link.dropped.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     warn!(
                         "link: {dropped} lines and notices did not reach the other servers while the link was down"
                     );
                 }
-                let mut lost = self.outbox.take_lost();
-                let total: u64 = lost.values().sum();
-                if total > 0 {
-                    warn!(
-                        "link: {total} lines said while the link was down were let go (past --link-buffer)"
-                    );
+                // With lines kept, the members are told once they are gone.
+                match self.outbox.is_empty() {
+                    true => self.restored(),
+                    false => {
+                        let at = tokio::time::Instant::now() + REPUBLISH_SETTLE;
+                        self.republish_at = Some(at);
+                    }
                 }
-                let rooms: Vec<(Arc<str>, u64)> = self
-                    .told_lost
-                    .drain()
-                    .map(|room| {
-                        let lost = lost.remove(&room).unwrap_or(0);
-                        (room, lost)
-                    })
-                    .collect();
-                self.port.link_restored(&rooms);
-                // Told the link is back before they catch up on what the
-                // other servers said meanwhile.
-                self.linked.send_modify(|linked| linked.up = true);
             }
             async_nats::Event::Disconnected => {
                 self.link.connected.store(false, Ordering::Relaxed);
+                self.republish_at = None;
                 self.linked.send_modify(|linked| {
                     if linked.up {
                         linked.lost_at = SystemTime::now();
@@ -346,6 +347,29 @@ impl Task {
             other => info!("link: {other}"),
         }
         true
+    }
+
+    /// Tells the members of the rooms that were told the link was lost that
+    /// it is back (and how many of their lines it lost), then lets the
+    /// rooms catch up on what the other servers said meanwhile.
+    fn restored(&mut self) {
+        let mut lost = self.outbox.take_lost();
+        let total: u64 = lost.values().sum();
+        if total > 0 {
+            warn!(
+                "link: {total} lines said while the link was down were let go (past --link-buffer)"
+            );
+        }
+        let rooms: Vec<(Arc<str>, u64)> = self
+            .told_lost
+            .drain()
+            .map(|room| {
+                let lost = lost.remove(&room).unwrap_or(0);
+                (room, lost)
+            })
+            .collect();
+        self.port.link_restored(&rooms);
+        self.linked.send_modify(|linked| linked.up = true);
     }
 
     /// Says, while the link is up, how many events did not reach the
@@ -468,6 +492,14 @@ impl Task {
             connected: self.link.connected.load(Ordering::Relaxed),
             link: Arc::clone(&self.link),
         }
+    }
+}
+
+/// Ready at `at`; never if `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -67,7 +67,8 @@ impl Task {
         let Queued { event, _room } = queued;
         let talk = matches!(event, Event::Said { .. } | Event::Action { .. });
         if talk && self.link.keeps.load(Ordering::Relaxed) {
-            if !self.link.connected.load(Ordering::Relaxed) {
+            // Behind those kept while the link was down, until they go.
+            if !self.link.connected.load(Ordering::Relaxed) || self.republish_at.is_some() {
                 self.outbox.keep(event, None);
                 return;
             }
