@@ -23,11 +23,16 @@
 //!
 //! - history: how long a `/join` takes to be answered (its `here:` line)
 //!   in a room whose history holds 50 lines, against a room with none, on
-//!   one server, joins alternating.
+//!   one server, joins alternating; and linked through a JetStream broker
+//!   (`linked_history`): recent lines from the stream against held ones,
+//!   the stream's two ways to read them, and the lines said during an
+//!   outage reaching 100 members against the same lines live.
 //!
 //! `cargo bench --bench chat -- WORD...` runs only the parts named
 //! (throughput, latency, isolation, idle, link, history).
 
+#[path = "chat/linked_history.rs"]
+mod linked_history;
 mod support;
 
 use std::net::SocketAddr;
@@ -132,8 +137,14 @@ struct Broker {
 
 impl Broker {
     fn start() -> Option<Broker> {
+        Self::start_with(&["-p", "-1"])
+    }
+
+    /// `nats-server -a 127.0.0.1 ARGS` (which name its port).
+    fn start_with(args: &[&str]) -> Option<Broker> {
         let mut process = support::command("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(["-a", "127.0.0.1"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -167,7 +178,7 @@ struct LinkedServer {
 }
 
 impl LinkedServer {
-    fn start(broker: &Broker, node: &str) -> LinkedServer {
+    fn start(broker: &Broker, node: &str, extra: &[&str]) -> LinkedServer {
         let mut process = support::command(env!("CARGO_BIN_EXE_chat-server"))
             .args([
                 "--chat",
@@ -183,6 +194,7 @@ impl LinkedServer {
                 "67108864",
             ])
             .args(["--link", &broker.url, "--node", node])
+            .args(extra)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -236,8 +248,8 @@ fn link_table() {
                 );
                 return;
             };
-            let one = LinkedServer::start(&broker, "one");
-            let two = LinkedServer::start(&broker, "two");
+            let one = LinkedServer::start(&broker, "one", &[]);
+            let two = LinkedServer::start(&broker, "two", &[]);
             let sender = if across { one.address } else { two.address };
             let places = Places {
                 receivers: two.address,
@@ -256,8 +268,8 @@ fn link_table() {
         let Some(broker) = Broker::start() else {
             return;
         };
-        let one = LinkedServer::start(&broker, "one");
-        let two = LinkedServer::start(&broker, "two");
+        let one = LinkedServer::start(&broker, "one", &[]);
+        let two = LinkedServer::start(&broker, "two", &[]);
         let (took, count) = client_runtime().block_on(burst_across(one.address, two.address));
         seconds.push(took.as_secs_f64());
         arrived.push(count as f64);
@@ -709,6 +721,7 @@ fn main() {
             us(&p99[1]),
             support::range(&ratio, |x| format!("{x:.2}x")),
         );
+        linked_history::print();
     }
 
     if wanted("latency") {
