@@ -15,7 +15,7 @@ use crate::common::broker::{Broker, Store};
 use crate::common::member::Member;
 use crate::common::proxy::Proxy;
 use crate::common::*;
-use crate::history::recent_lines;
+use crate::history::{join_room, recent_lines};
 use crate::link::line_where;
 
 /// `chat-server --chat` linked through the broker at `url` as `node`.
@@ -98,9 +98,14 @@ async fn a_member_joining_on_another_server_sees_what_was_said_there() {
     line_where(&mut dave, |line| line == r"<alice> bell\x07end").await;
     stream_has(&url, 6).await;
 
-    // Nobody on two was ever in #lobby.
+    alice.send("/join #rust").await;
+    line_where(&mut alice, |line| line.starts_with("*** here: ")).await;
+    alice.send("in rust").await;
+    stream_has(&url, 7).await;
+
+    // Nobody on two was ever in #lobby or #rust.
     let two = linked_at(&url, "two", &["--history", "5"]).await;
-    let bob = Member::join(two.address).await;
+    let mut bob = Member::join(two.address).await;
     let kept = [
         "<alice@one> line 1",
         "* alice@one waves",
@@ -109,6 +114,8 @@ async fn a_member_joining_on_another_server_sees_what_was_said_there() {
         r"<alice@one> bell\x07end",
     ];
     assert_eq!(recent_lines(&bob.recent, "lobby"), kept);
+    let (recent, _) = join_room(&mut bob, "rust").await;
+    assert_eq!(recent_lines(&recent, "rust"), ["<alice@one> in rust"]);
 
     // A server that keeps fewer bytes a room shows the newest that fit,
     // and says the stream keeps another number of lines than it asks.
