@@ -281,6 +281,14 @@ async fn deliver(
     (rate, last - after)
 }
 
+/// The median of each kind of measurement, in microseconds.
+fn p50_us<const N: usize>(took: &mut [Vec<Duration>; N]) -> [f64; N] {
+    took.each_mut().map(|times| {
+        times.sort_unstable();
+        support::percentile(times, 50.0).as_secs_f64() * 1e6
+    })
+}
+
 /// Prints the linked history figures, `RUNS` runs each.
 pub fn print() {
     let mut p50 = [Vec::new(), Vec::new(), Vec::new()];
@@ -292,11 +300,9 @@ pub fn print() {
             );
             return;
         };
-        let mut run = [0.0; 3];
-        for (at, times) in took.iter_mut().enumerate() {
-            times.sort_unstable();
-            run[at] = support::percentile(times, 50.0).as_secs_f64() * 1e6;
-            p50[at].push(run[at]);
+        let run = p50_us(&mut took);
+        for (figures, value) in p50.iter_mut().zip(run) {
+            figures.push(value);
         }
         over_held.push(run[0] / run[1]);
     }
@@ -315,11 +321,9 @@ pub fn print() {
         let Some(mut took) = stream_reads() else {
             return;
         };
-        let mut run = [0.0; 2];
-        for (at, times) in took.iter_mut().enumerate() {
-            times.sort_unstable();
-            run[at] = support::percentile(times, 50.0).as_secs_f64() * 1e6;
-            reads[at].push(run[at]);
+        let run = p50_us(&mut took);
+        for (figures, value) in reads.iter_mut().zip(run) {
+            figures.push(value);
         }
         ratio.push(run[1] / run[0]);
     }

@@ -185,32 +185,44 @@ async fn live_lines_during_a_join_are_neither_lost_nor_shown_twice() {
     assert!(during > 0 && numbers.len() > during, "{seen:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lines_said_while_the_broker_is_down_arrive_once_in_order_after_it_is_back() {
+/// alice on `one` (started with `one_args`) and bob on `two`; the broker
+/// SIGKILLed, alice says `during 1` to `during 20`, the broker is back on
+/// its port and store, and alice says `after` once told so. Returns the
+/// notice alice was told it with, and what bob got after his through
+/// `after`.
+async fn twenty_lines_in_an_outage(one_args: &[&str]) -> (String, Vec<String>) {
     let store = Store::new();
     let broker = Broker::start_jetstream(&store, None).await;
-    let one = linked_at(&broker.url(), "one", &[]).await;
+    let one = linked_at(&broker.url(), "one", one_args).await;
     let two = linked_at(&broker.url(), "two", &[]).await;
     let (mut alice, mut bob) = alice_and_bob(&one, &two).await;
 
     let port = broker.kill().await;
     alice.expect(LINK_LOST).await;
     bob.expect(LINK_LOST).await;
-    let during: Vec<String> = (1..=20).map(|n| format!("during {n}")).collect();
-    for line in &during {
-        alice.send(line).await;
+    for n in 1..=20 {
+        alice.send(&format!("during {n}")).await;
     }
     let _broker = Broker::start_jetstream(&store, Some(port)).await;
-    // Every line was kept: the plain notice.
-    alice.expect(LINK_RESTORED).await;
+    let notice = alice.line().await;
     alice.send("after").await;
     line_where(&mut bob, |line| line == LINK_RESTORED).await;
-    let mut wanted: Vec<String> = during
-        .iter()
-        .map(|line| format!("<alice@one> {line}"))
-        .collect();
-    wanted.push("<alice@one> after".to_string());
-    assert_eq!(lines_through(&mut bob, "<alice@one> after").await, wanted);
+    (notice, lines_through(&mut bob, "<alice@one> after").await)
+}
+
+/// alice's lines `during FIRST` to `during 20`, then `after`, as bob sees
+/// them.
+fn during_from(first: u64) -> Vec<String> {
+    let during = (first..=20).map(|n| format!("<alice@one> during {n}"));
+    during.chain(["<alice@one> after".to_string()]).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_said_while_the_broker_is_down_arrive_once_in_order_after_it_is_back() {
+    let (notice, lines) = twenty_lines_in_an_outage(&[]).await;
+    // Every line was kept: the plain notice.
+    assert_eq!(notice, LINK_RESTORED);
+    assert_eq!(lines, during_from(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,20 +265,7 @@ async fn a_server_cut_off_from_the_broker_catches_up_once_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buffer_too_small_for_the_outage_loses_the_oldest_and_says_how_many() {
-    let store = Store::new();
-    let broker = Broker::start_jetstream(&store, None).await;
-    let one = linked_at(&broker.url(), "one", &["--link-buffer", "1000"]).await;
-    let two = linked_at(&broker.url(), "two", &[]).await;
-    let (mut alice, mut bob) = alice_and_bob(&one, &two).await;
-
-    let port = broker.kill().await;
-    alice.expect(LINK_LOST).await;
-    bob.expect(LINK_LOST).await;
-    for n in 1..=20 {
-        alice.send(&format!("during {n}")).await;
-    }
-    let _broker = Broker::start_jetstream(&store, Some(port)).await;
-    let notice = alice.line().await;
+    let (notice, lines) = twenty_lines_in_an_outage(&["--link-buffer", "1000"]).await;
     let lost: u64 = notice
         .strip_prefix(&format!("{LINK_RESTORED}; "))
         .and_then(|rest| rest.strip_suffix(" lines said meanwhile were lost"))
@@ -274,14 +273,8 @@ async fn a_buffer_too_small_for_the_outage_loses_the_oldest_and_says_how_many() 
         .unwrap_or_else(|| panic!("a restored notice with a count: {notice:?}"));
     assert_eq!(notice, link_restored(lost));
     assert!((1..20).contains(&lost), "{lost} lost");
-    alice.send("after").await;
-    line_where(&mut bob, |line| line == LINK_RESTORED).await;
     // The newest arrive, in order.
-    let mut wanted: Vec<String> = (lost + 1..=20)
-        .map(|n| format!("<alice@one> during {n}"))
-        .collect();
-    wanted.push("<alice@one> after".to_string());
-    assert_eq!(lines_through(&mut bob, "<alice@one> after").await, wanted);
+    assert_eq!(lines, during_from(lost + 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
