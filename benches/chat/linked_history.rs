@@ -29,17 +29,19 @@ const JOINS: usize = 200;
 const READS: usize = 200;
 
 /// A directory for a broker's stream, removed when dropped.
-struct Store(PathBuf);
+pub struct Store(PathBuf);
 
 impl Store {
-    fn new() -> Store {
+    pub fn new() -> Store {
         let dir = std::env::temp_dir().join(format!("chat-bench-js-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Store(dir)
     }
 
-    fn broker(&self, port: Option<u16>) -> Option<Broker> {
+    /// `nats-server -js` keeping its streams here, on `port` (a free one
+    /// if `None`).
+    pub fn broker(&self, port: Option<u16>) -> Option<Broker> {
         let port = port.map_or("-1".to_string(), |port| port.to_string());
         let dir = self.0.to_str().unwrap();
         Broker::start_with(&["-js", "-sd", dir, "-p", &port])
