@@ -339,6 +339,8 @@ async fn shutdown_tells_every_member_and_drains() {
 
 #[tokio::test]
 async fn chat_flags_have_ranges_and_need_chat() {
+    const LINK: &str = "nats://127.0.0.1:1";
+    let past_link_buffer = (chat::cli::LARGEST_LINK_BUFFER + 1).to_string();
     assert_refuses_arguments(
         SERVER,
         &[
@@ -355,6 +357,9 @@ async fn chat_flags_have_ranges_and_need_chat() {
             &["--chat", "--history", "-1"],
             &["--chat", "--history-bytes", "0"],
             &["--chat", "--history-bytes", "67108865"],
+            &["--chat", "--link-buffer", "1024"],
+            &["--chat", "--link", LINK, "--link-buffer", "-1"],
+            &["--chat", "--link", LINK, "--link-buffer", &past_link_buffer],
         ],
     )
     .await;

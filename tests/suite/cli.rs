@@ -116,6 +116,7 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--max-rate",
         "--history",
         "--history-bytes",
+        "--link-buffer",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [
