@@ -116,6 +116,7 @@ async fn serve(listener: TcpListener, kind: Kind) {
                     max_rate: None,
                     ..chat_mode::Settings::default()
                 }),
+                per_address: None,
                 tls: None,
                 close_stall: chat::server::CLOSE_STALL,
             };

@@ -390,6 +390,7 @@ impl Member<'_> {
             | End::ClientClosed
             | End::ShuttingDown
             | End::ServerFull(_)
+            | End::TooManyFrom { .. }
             | End::NotTls => {
                 return None;
             }

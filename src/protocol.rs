@@ -32,6 +32,11 @@ pub fn server_full(max_connections: usize) -> String {
     format!("error: server is full ({max_connections} {noun})")
 }
 
+/// Sent to a connection past `--max-per-address` from its address.
+pub fn too_many_from(address: std::net::IpAddr, limit: usize) -> String {
+    format!("error: too many connections from {address} ({limit})")
+}
+
 /// Sent in plain text by a server with TLS to a client that does not start
 /// a TLS handshake (nc, telnet, chat-client without `--tls`), before
 /// closing: better than the TLS alert it could not read.

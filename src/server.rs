@@ -9,6 +9,7 @@ pub mod bind;
 mod config;
 pub mod connection;
 mod handshake;
+pub mod per_address;
 pub(crate) mod session;
 
 use std::future::Future;
@@ -29,7 +30,8 @@ use crate::chat::Chat;
 use crate::echo::Echo;
 pub use bind::{ListenOptions, bind_all};
 pub use config::{CLOSE_STALL, Config, HANDSHAKE_TIMEOUT, Tls};
-use connection::Stream;
+use connection::{End, Stream};
+use per_address::Held;
 use session::Session;
 
 /// The asyncio `StreamReader` default, so the reference's clients fit.
@@ -155,10 +157,11 @@ async fn serve_with<S: Session>(
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_FIRST;
                     let accepted = Accepted { stream, peer, config: &config, stop: &stop };
-                    match Arc::clone(&slots).try_acquire_owned() {
+                    let admitted = admit(&config, peer, &slots);
+                    match admitted {
                         Ok(slot) => accepted.spawn(&mut connections, &session, slot),
-                        Err(_) => match Arc::clone(&refusals).try_acquire_owned() {
-                            Ok(refusing) => accepted.spawn_refusal(&mut connections, refusing),
+                        Err(end) => match Arc::clone(&refusals).try_acquire_owned() {
+                            Ok(refusing) => accepted.spawn_refusal(&mut connections, refusing, end),
                             // Closed at once: too many are being told already.
                             Err(_) => drop(accepted),
                         },
@@ -201,6 +204,31 @@ async fn drain(mut connections: JoinSet<()>) {
     }
 }
 
+/// What a connection holds for its whole life: one of `--max-connections`,
+/// and one of its address's `--max-per-address` unless it is exempt.
+pub(crate) struct Slot {
+    _connection: OwnedSemaphorePermit,
+    _address: Option<Held>,
+}
+
+/// A slot for a connection from `peer`, or why it is refused.
+fn admit(config: &Config, peer: SocketAddr, slots: &Arc<Semaphore>) -> Result<Slot, End> {
+    let address = match &config.per_address {
+        Some(counts) => counts.take(peer.ip()).map_err(|_| End::TooManyFrom {
+            address: peer.ip().to_canonical(),
+            limit: counts.limit(),
+        })?,
+        None => None,
+    };
+    let connection = Arc::clone(slots)
+        .try_acquire_owned()
+        .map_err(|_| End::ServerFull(config.max_connections))?;
+    Ok(Slot {
+        _connection: connection,
+        _address: address,
+    })
+}
+
 /// A connection just accepted, and what its task is given.
 struct Accepted<'a> {
     stream: TcpStream,
@@ -211,12 +239,7 @@ struct Accepted<'a> {
 
 impl Accepted<'_> {
     /// Spawns its task: the session, holding `slot`.
-    fn spawn<S: Session>(
-        self,
-        connections: &mut JoinSet<()>,
-        session: &S,
-        slot: OwnedSemaphorePermit,
-    ) {
+    fn spawn<S: Session>(self, connections: &mut JoinSet<()>, session: &S, slot: Slot) {
         let (peer, config, stop) = (self.peer, Arc::clone(self.config), self.stop.clone());
         let session = session.clone();
         let tls = config.tls.clone();
@@ -225,17 +248,22 @@ impl Accepted<'_> {
         });
     }
 
-    /// Spawns the task that tells it the server is full, holding
+    /// Spawns the task that tells it why it is refused (`end`), holding
     /// `refusing`: quickly (a short handshake with TLS, a short wait for a
     /// client that does not read).
-    fn spawn_refusal(self, connections: &mut JoinSet<()>, refusing: OwnedSemaphorePermit) {
+    fn spawn_refusal(
+        self,
+        connections: &mut JoinSet<()>,
+        refusing: OwnedSemaphorePermit,
+        end: End,
+    ) {
         let (peer, config, stop) = (self.peer, Arc::clone(self.config), self.stop.clone());
         let tls = config
             .tls
             .as_ref()
             .map(|tls| tls.within(REFUSAL_HANDSHAKE_TIMEOUT));
         self.spawn_served(connections, tls, move |stream| async move {
-            session::refuse(stream, peer, config, stop).await;
+            session::refuse(stream, peer, config, stop, end).await;
             drop(refusing);
         });
     }

@@ -49,6 +49,7 @@ pub fn server_config() -> Config {
         idle_timeout: None,
         log_connections: false,
         chat: None,
+        per_address: None,
         tls: None,
         close_stall: chat::server::CLOSE_STALL,
     }

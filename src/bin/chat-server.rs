@@ -104,6 +104,17 @@ struct Args {
           value_parser = cli::count_up_to(cli::LARGEST_HISTORY_BYTES), requires = "chat")]
     history_bytes: usize,
 
+    /// Chat mode: connections one client address may hold at once; past
+    /// them a newcomer is told so and closed
+    #[arg(long, value_name = "N", default_value_t = server::per_address::DEFAULT_MAX_PER_ADDRESS,
+          value_parser = cli::count_up_to(cli::LARGEST_MAX_CONNECTIONS), requires = "chat")]
+    max_per_address: usize,
+
+    /// Chat mode: addresses --max-per-address does not count (CIDR, or an
+    /// address; repeatable; "none" for none) [default: 127.0.0.0/8, ::1]
+    #[arg(long, value_name = "CIDR", value_parser = exempt_network, requires = "chat")]
+    exempt: Vec<Exempt>,
+
     /// Chat mode: link to other chat servers through the NATS broker at URL
     /// (nats://HOST:PORT); rooms with the same name on all of them are one
     #[arg(long, value_name = "URL", value_parser = link_url, requires = "chat")]
@@ -155,6 +166,26 @@ fn link_url(text: &str) -> Result<String, String> {
     text.parse::<async_nats::ServerAddr>()
         .map(|_| text.to_string())
         .map_err(|error| format!("not a NATS address (nats://HOST:PORT): {error}"))
+}
+
+/// One `--exempt`: a network, or none at all.
+#[derive(Clone, Debug)]
+enum Exempt {
+    Nothing,
+    Network(ipnet::IpNet),
+}
+
+/// Parses `--exempt`: `none`, a CIDR network, or one address.
+fn exempt_network(text: &str) -> Result<Exempt, String> {
+    if text == "none" {
+        return Ok(Exempt::Nothing);
+    }
+    let network = text.parse::<ipnet::IpNet>().or_else(|_| {
+        text.parse::<std::net::IpAddr>()
+            .map(ipnet::IpNet::from)
+            .map_err(|_| "an address or network such as 10.0.0.0/8, ::1 or none".to_string())
+    })?;
+    Ok(Exempt::Network(network))
 }
 
 /// Parses `--node`: 1-32 letters, digits, - or _.
@@ -254,6 +285,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 history_lines: args.history,
                 buffer: args.link_buffer,
             }),
+        }),
+        per_address: args.chat.then(|| {
+            let exempt = match args.exempt.is_empty() {
+                true => server::per_address::loopback(),
+                false => (args.exempt.iter())
+                    .filter_map(|exempt| match exempt {
+                        Exempt::Network(network) => Some(*network),
+                        Exempt::Nothing => None,
+                    })
+                    .collect(),
+            };
+            Arc::new(server::per_address::PerAddress::new(
+                args.max_per_address,
+                exempt,
+            ))
         }),
         tls,
         close_stall: args.close_stall.0,

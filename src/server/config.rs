@@ -62,6 +62,8 @@ pub struct Config {
     pub log_connections: bool,
     /// Chat mode's settings; echo mode without them.
     pub chat: Option<crate::chat::Settings>,
+    /// `--max-per-address` (chat mode): connections one address may hold.
+    pub per_address: Option<Arc<super::per_address::PerAddress>>,
     /// `--tls-cert` and `--tls-key`: every connection speaks TLS.
     pub tls: Option<Tls>,
     /// A closing connection gives up once the client has taken no reply

@@ -65,6 +65,11 @@ pub(crate) enum End {
     ShuttingDown,
     /// Refused: `--max-connections` (this many) are open.
     ServerFull(usize),
+    /// Refused: `--max-per-address` (`limit`) are open from `address`.
+    TooManyFrom {
+        address: std::net::IpAddr,
+        limit: usize,
+    },
     /// The server has TLS and the client sent plain text.
     NotTls,
     /// The server has no TLS and the client started a TLS handshake.
@@ -89,6 +94,12 @@ impl fmt::Display for End {
             End::NotReading(timeout) => write!(f, "client read nothing for {timeout:?}"),
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull(_) => write!(f, "server full"),
+            End::TooManyFrom { address, limit } => {
+                write!(
+                    f,
+                    "{limit} connections open from {address} (--max-per-address)"
+                )
+            }
             End::NotTls => write!(f, "not TLS"),
             End::TlsClient => write!(
                 f,

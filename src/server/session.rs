@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 use tracing::info;
 
 use super::config::Config;
@@ -58,6 +58,7 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::LineTooLong(too_long) => Some(protocol::line_too_long(too_long.max_line_bytes)),
         End::Idle(timeout) => Some(protocol::idle(*timeout)),
         End::ServerFull(max_connections) => Some(protocol::server_full(*max_connections)),
+        End::TooManyFrom { address, limit } => Some(protocol::too_many_from(*address, *limit)),
         End::NotTls => Some(protocol::TLS_REQUIRED.to_string()),
         End::TooSlow { sendq } => Some(chat_text::too_slow(*sendq)),
         End::ShuttingDown if mode == Mode::Chat => Some(chat_text::SHUTTING_DOWN.to_string()),
@@ -83,7 +84,7 @@ pub(crate) fn serve<S: Session>(
     session: S,
     stream: Stream,
     peer: SocketAddr,
-    slot: OwnedSemaphorePermit,
+    slot: super::Slot,
     config: Arc<Config>,
     stop: watch::Receiver<()>,
 ) -> impl Future<Output = ()> + use<S> {
@@ -131,19 +132,22 @@ impl std::fmt::Display for Named<'_> {
     }
 }
 
-/// Tells a connection over the limit that the server is full, and closes it.
+/// Tells a connection over a limit why it is refused (`end`: the server is
+/// full, or its address has too many), and closes it.
 pub(crate) async fn refuse(
     stream: Stream,
     peer: SocketAddr,
     config: Arc<Config>,
     stop: watch::Receiver<()>,
+    end: End,
 ) {
-    let max_connections = config.max_connections;
     if config.log_connections {
-        info!("{peer} refused: server full ({max_connections} connections open)");
+        match &end {
+            End::ServerFull(open) => info!("{peer} refused: server full ({open} connections open)"),
+            other => info!("{peer} refused: {other}"),
+        }
     }
     let mut connection = Connection::new(stream, config, stop);
-    let end = End::ServerFull(max_connections);
     // One line, and no long wait for a client that does not take it.
     let stall = Some(super::REFUSAL_STALL);
     say_farewell_and_close(&mut connection, &end, Mode::Echo, stall).await;

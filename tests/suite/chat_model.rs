@@ -336,6 +336,7 @@ fn start_server() -> (tokio::runtime::Runtime, SocketAddr) {
             max_rate: None,
             ..chat_mode::Settings::default()
         }),
+        per_address: None,
         tls: None,
         close_stall: chat::server::CLOSE_STALL,
     };

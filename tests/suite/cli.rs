@@ -117,6 +117,8 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--history",
         "--history-bytes",
         "--link-buffer",
+        "--max-per-address",
+        "--exempt",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [

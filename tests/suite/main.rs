@@ -27,6 +27,7 @@ mod logging;
 mod memory;
 mod model;
 mod overhead;
+mod per_address;
 mod server;
 mod shutdown;
 mod stress;

@@ -116,6 +116,7 @@ fn servers() -> &'static Servers {
                 idle_timeout: None,
                 log_connections: false,
                 chat: None,
+                per_address: None,
                 tls: None,
                 close_stall: chat::server::CLOSE_STALL,
             };

@@ -69,6 +69,7 @@ async fn tls_connection() -> (Connection, JoinHandle<usize>, watch::Sender<()>) 
         idle_timeout: None,
         log_connections: false,
         chat: None,
+        per_address: None,
         tls: None,
         close_stall: crate::server::CLOSE_STALL,
     };
