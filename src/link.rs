@@ -60,11 +60,16 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// second of its return.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
-/// `--link`, `--node`, and what the broker keeps.
+/// `--link`, `--node`, `--link-ca`, and what the broker keeps.
 #[derive(Clone, Debug)]
 pub struct LinkSettings {
+    /// One broker's URL or several, separated by commas: the client tries
+    /// each, and moves to another when one goes.
     pub url: String,
     pub node: String,
+    /// `--link-ca`: the certificates a `tls://` broker's is checked
+    /// against, instead of the system's.
+    pub ca: Option<std::path::PathBuf>,
     /// Lines a room the broker's history keeps (`--history`; 0: none).
     pub history_lines: usize,
     /// `--link-buffer`: bytes of lines kept while the link is down.
@@ -77,7 +82,10 @@ pub struct LinkSettings {
 /// task, which reaches the chat through `port`.
 pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Result<Arc<Link>> {
     let shown = shown_url(&settings.url);
-    let (client, mut nats_events) = connect(&settings.url)
+    if let Some(ca) = &settings.ca {
+        check_ca(ca)?;
+    }
+    let (client, mut nats_events) = connect(&settings.url, settings.ca.as_deref())
         .await
         .with_context(|| format!("linking through {shown}"))?;
     let connected = first_attempt(&mut nats_events).await;
@@ -106,8 +114,14 @@ pub async fn start(port: Arc<dyn Port>, settings: LinkSettings) -> anyhow::Resul
     Ok(link)
 }
 
-/// `url` as the log shows it: a password in it is written `***`.
+/// `url` (one or several, separated by commas) as the log shows it: a
+/// password in it is written `***`.
 pub fn shown_url(url: &str) -> String {
+    let shown: Vec<String> = url.split(',').map(shown_one).collect();
+    shown.join(",")
+}
+
+fn shown_one(url: &str) -> String {
     match url.parse::<async_nats::ServerAddr>() {
         Ok(address) if address.password().is_some() => {
             let mut url = address.into_inner();
@@ -118,18 +132,57 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// A NATS client for `url` that retries for ever, and the events it
+/// The brokers `url` names, separated by commas.
+pub fn addresses(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(|one| {
+            one.trim()
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|error| {
+                    format!(
+                        "{one:?} is not a NATS address (nats://HOST:PORT, tls://HOST:PORT): {error}"
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Refuses a `--link-ca` file that cannot be read or holds no certificate.
+fn check_ca(ca: &std::path::Path) -> anyhow::Result<()> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let shown = ca.display();
+    let certificates = CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading --link-ca {shown}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading --link-ca {shown}"))?;
+    if certificates.is_empty() {
+        bail!("--link-ca {shown} holds no certificate (PEM, -----BEGIN CERTIFICATE-----)");
+    }
+    Ok(())
+}
+
+/// A NATS client for `url` (one broker or several) that retries for ever,
+/// checking a `tls://` broker against `ca` if given, and the events it
 /// reports (connected, disconnected, errors).
 async fn connect(
     url: &str,
+    ca: Option<&std::path::Path>,
 ) -> anyhow::Result<(Client, mpsc::UnboundedReceiver<async_nats::Event>)> {
     let (nats_events, nats_event_rx) = mpsc::unbounded_channel();
+    let addresses = addresses(url).map_err(|error| anyhow::anyhow!(error))?;
     let mut options = ConnectOptions::new();
     // async-nats takes no credentials from the URL itself.
-    if let Ok(address) = url.parse::<async_nats::ServerAddr>()
+    let with_credentials = addresses
+        .iter()
+        .find(|address| address.password().is_some());
+    if let Some(address) = with_credentials
         && let (Some(user), Some(password)) = (address.username(), address.password())
     {
         options = options.user_and_password(user.to_string(), password.to_string());
+    }
+    if let Some(ca) = ca {
+        options = options.add_root_certificates(ca.to_path_buf());
     }
     let client = options
         .no_echo()
@@ -142,7 +195,7 @@ async fn connect(
                 let _ = nats_events.send(event);
             }
         })
-        .connect(url)
+        .connect(addresses)
         .await?;
     Ok((client, nats_event_rx))
 }

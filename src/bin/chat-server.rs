@@ -116,7 +116,8 @@ struct Args {
     exempt: Vec<Exempt>,
 
     /// Chat mode: link to other chat servers through the NATS broker at URL
-    /// (nats://HOST:PORT); rooms with the same name on all of them are one
+    /// (nats://HOST:PORT, nats://USER:PASS@HOST:PORT, tls://HOST:PORT; several
+    /// separated by commas); rooms with the same name on all of them are one
     #[arg(long, value_name = "URL", value_parser = link_url, requires = "chat")]
     link: Option<String>,
 
@@ -124,6 +125,11 @@ struct Args {
     /// (alice@NAME) [default: the host name]
     #[arg(long, value_name = "NAME", value_parser = node_name, requires = "link")]
     node: Option<String>,
+
+    /// Chat mode: check a tls:// broker's certificate against those in
+    /// this PEM file instead of the system's
+    #[arg(long, value_name = "FILE", requires = "link")]
+    link_ca: Option<PathBuf>,
 
     /// Chat mode, linked through a broker with JetStream: the most bytes of
     /// lines said while the link is down kept to publish once it is back;
@@ -161,11 +167,9 @@ fn host(text: &str) -> Result<String, String> {
     chat::address::parse_host(text, |port| format!("chat-server -p {port}"))
 }
 
-/// Parses `--link`: a NATS server address.
+/// Parses `--link`: NATS server addresses, separated by commas.
 fn link_url(text: &str) -> Result<String, String> {
-    text.parse::<async_nats::ServerAddr>()
-        .map(|_| text.to_string())
-        .map_err(|error| format!("not a NATS address (nats://HOST:PORT): {error}"))
+    chat::link::addresses(text).map(|_| text.to_string())
 }
 
 /// One `--exempt`: a network, or none at all.
@@ -282,6 +286,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             link: args.link.map(|url| chat::link::LinkSettings {
                 url,
                 node: args.node.unwrap_or_else(default_node),
+                ca: args.link_ca,
                 history_lines: args.history,
                 buffer: args.link_buffer,
             }),

@@ -64,6 +64,8 @@ pub(super) struct Task {
     port: Arc<dyn Port>,
     link: Arc<Link>,
     client: Client,
+    /// `--link-ca`, for a new client.
+    ca: Option<std::path::PathBuf>,
     /// The client's JetStream side, for lines the broker's history keeps.
     jetstream: async_nats::jetstream::Context,
     url: String,
@@ -113,6 +115,7 @@ impl Task {
             port,
             link,
             jetstream: async_nats::jetstream::new(client.clone()),
+            ca: settings.ca.clone(),
             client,
             url: settings.url.clone(),
             history_lines: settings.history_lines,
@@ -227,7 +230,7 @@ impl Task {
             shown_url(&self.url)
         );
         self.on_nats_event(async_nats::Event::Disconnected).await;
-        let (client, events) = match super::connect(&self.url).await {
+        let (client, events) = match super::connect(&self.url, self.ca.as_deref()).await {
             Ok(made) => made,
             Err(error) => {
                 warn!("link: {error:#}");

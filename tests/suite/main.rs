@@ -19,6 +19,7 @@ mod closing;
 mod history;
 mod limits;
 mod link;
+mod link_access;
 mod link_history;
 mod link_hostile;
 mod link_names;

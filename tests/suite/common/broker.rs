@@ -44,6 +44,13 @@ impl Broker {
         Self::start_with(port, &["-js", "-sd", dir]).await
     }
 
+    /// Starts `nats-server --tls` with `certs`' server certificate, on a
+    /// free port: a `tls://` broker only.
+    pub async fn start_tls(certs: &super::certs::Certs) -> Broker {
+        let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+        Self::start_with(None, &["--tls", "--tlscert", cert, "--tlskey", key]).await
+    }
+
     async fn start_with(port: Option<u16>, args: &[&str]) -> Broker {
         let port_arg = port.map_or("-1".to_string(), |port| port.to_string());
         let mut child = command("nats-server")
