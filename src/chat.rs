@@ -5,10 +5,13 @@
 //! (`rate`). Wire texts are in [`crate::protocol::chat`].
 
 mod command;
+mod gate;
+mod guessing;
 pub mod history;
 mod hub;
 mod mailbox;
 pub use crate::names;
+pub mod password;
 mod rate;
 mod settings;
 
@@ -28,6 +31,7 @@ use crate::server::connection::queued::{SendQueue, Wake};
 use crate::server::connection::{Connection, End};
 use crate::server::session::{Mode, Session};
 use command::Input;
+use gate::Gate;
 pub use hub::Hub;
 use hub::MemberId;
 use mailbox::{Closing, Mailbox};
@@ -44,6 +48,8 @@ const SPARE_SHARED: usize = 64;
 #[derive(Clone)]
 pub(crate) struct Chat {
     hub: Arc<Hub>,
+    /// `--password-file`: what a connection passes to come in.
+    gate: Option<Arc<Gate>>,
 }
 
 impl Chat {
@@ -60,7 +66,11 @@ impl Chat {
             let port: Arc<dyn link::Port> = Arc::clone(&hub) as _;
             hub.set_link(link::start(port, link.clone()).await?);
         }
-        Ok(Chat { hub })
+        let gate = settings
+            .password
+            .clone()
+            .map(|hash| Arc::new(Gate::new(hash)));
+        Ok(Chat { hub, gate })
     }
 }
 
@@ -71,20 +81,36 @@ impl Session for Chat {
 
     fn arrive(&self) -> Guest {
         let mailbox = Arc::new(Mailbox::new(self.hub.settings().sendq));
-        let (id, nick) = self.hub.arrive(Arc::clone(&mailbox));
-        Guest { id, nick, mailbox }
+        // Behind the password, a connection is in no room until it passes.
+        let gated = self.gate.is_some();
+        let (id, nick) = match gated {
+            true => self.hub.reserve_guest(),
+            false => self.hub.arrive(Arc::clone(&mailbox)),
+        };
+        Guest {
+            id,
+            nick,
+            mailbox,
+            gated,
+        }
     }
 
     fn name(guest: &Guest) -> Option<&str> {
         Some(&guest.nick)
     }
 
-    fn run(
-        &self,
-        guest: &mut Guest,
-        connection: &mut Connection,
-    ) -> impl Future<Output = End> + Send {
-        take_part(guest, connection, &self.hub)
+    async fn run(&self, guest: &mut Guest, connection: &mut Connection) -> End {
+        if let (true, Some(gate)) = (guest.gated, &self.gate) {
+            let welcome = text::welcome(&self.hub.settings().room, &guest.nick);
+            if let Err(end) = gate.pass(connection, &welcome).await {
+                self.hub.release(guest.id, &guest.nick);
+                return end;
+            }
+            guest.gated = false;
+            self.hub
+                .seat(guest.id, &guest.nick, Arc::clone(&guest.mailbox));
+        }
+        take_part(guest, connection, &self.hub).await
     }
 
     fn shut_down(&self) {
@@ -98,6 +124,8 @@ pub(crate) struct Guest {
     id: MemberId,
     nick: Arc<str>,
     mailbox: Arc<Mailbox>,
+    /// It owes the server's password: its nick is reserved, nothing more.
+    gated: bool,
 }
 
 /// The lines of `batch`, to be shared with the room. A batch that is
@@ -368,6 +396,8 @@ impl Member<'_> {
                 let reason = reason.map(|reason| escape::escaped(reason).into());
                 return Err(End::QuitCommand(reason));
             }
+            // Only a connection that has not come in yet gives it.
+            Input::Pass(_) => self.tell(&[text::unknown_command("/pass")]),
             Input::Say(_) | Input::Nothing => {}
         }
         Ok(())
@@ -391,6 +421,7 @@ impl Member<'_> {
             | End::ShuttingDown
             | End::ServerFull(_)
             | End::TooManyFrom { .. }
+            | End::PasswordRefused
             | End::NotTls => {
                 return None;
             }

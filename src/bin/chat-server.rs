@@ -104,6 +104,12 @@ struct Args {
           value_parser = cli::count_up_to(cli::LARGEST_HISTORY_BYTES), requires = "chat")]
     history_bytes: usize,
 
+    /// Chat mode: members must give the password on this file's first line
+    /// (/pass PASSWORD) before they come in; the file must be readable by
+    /// its owner only
+    #[arg(long, value_name = "FILE", requires = "chat")]
+    password_file: Option<PathBuf>,
+
     /// Chat mode: connections one client address may hold at once; past
     /// them a newcomer is told so and closed
     #[arg(long, value_name = "N", default_value_t = server::per_address::DEFAULT_MAX_PER_ADDRESS,
@@ -270,6 +276,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // clap makes each require the other.
         _ => None,
     };
+    let password = match &args.password_file {
+        Some(file) => Some(chat_mode::password::server_password(file)?),
+        None => None,
+    };
     let config = server::Config {
         format: Arc::new(LineFormat::new(delimiter, args.max_line_bytes)),
         max_connections: args.max_connections,
@@ -290,6 +300,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 history_lines: args.history,
                 buffer: args.link_buffer,
             }),
+            password,
         }),
         per_address: args.chat.then(|| {
             let exempt = match args.exempt.is_empty() {

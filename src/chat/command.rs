@@ -33,6 +33,8 @@ pub enum Input<'a> {
     Quit(Option<&'a [u8]>),
     /// The `.` line, which also leaves.
     QuitLine,
+    /// `/pass PASSWORD`: the server's password, before anything else.
+    Pass(&'a [u8]),
     Help,
     /// A command nobody knows, as typed (`/foo`).
     Unknown(&'a [u8]),
@@ -73,6 +75,8 @@ impl<'a> Input<'a> {
                 }
             }
             b"quit" => Input::Quit((!argument.is_empty()).then_some(argument)),
+            // The password as typed: spaces inside and around it count.
+            b"pass" => Input::Pass(rest),
             b"help" => Input::Help,
             _ => Input::Unknown(&line[..=name.len()]),
         }

@@ -136,6 +136,15 @@ impl Hub {
     /// A new member: gives it a guest nick, puts it in the default room and
     /// greets it; the room is told it joined. Returns its id and nick.
     pub fn arrive(&self, mailbox: Arc<Mailbox>) -> (MemberId, Arc<str>) {
+        let (id, nick) = self.reserve_guest();
+        self.seat(id, &nick, mailbox);
+        (id, nick)
+    }
+
+    /// An id and a guest nick for a connection that is not in yet (it
+    /// owes the server's password): nobody else can take the nick, and
+    /// nobody finds the connection by it.
+    pub fn reserve_guest(&self) -> (MemberId, Arc<str>) {
         let mut state = self.lock();
         let id = state.next_member;
         state.next_member += 1;
@@ -146,9 +155,29 @@ impl Hub {
                 break nick;
             }
         };
+        // Guest nicks are folded already.
+        let nick: Arc<str> = nick.into();
+        state.nicks.insert(Arc::clone(&nick), id);
+        (id, nick)
+    }
+
+    /// A connection that never came in lets its reserved nick go.
+    pub fn release(&self, id: MemberId, nick: &str) {
+        let mut state = self.lock();
+        if state.nicks.get(nick) == Some(&id) && !state.members.contains_key(&id) {
+            state.nicks.remove(nick);
+        }
+    }
+
+    /// Puts the member `id`, with the guest nick reserved for it, in the
+    /// default room and greets it; the room is told it joined.
+    pub fn seat(&self, id: MemberId, nick: &Arc<str>, mailbox: Arc<Mailbox>) {
+        let mut state = self.lock();
         let room = self.room_name(&mut state, &self.settings.room);
-        let nick = Nick::new(&nick);
-        state.nicks.insert(Arc::clone(&nick.key), id);
+        let nick = Nick {
+            shown: Arc::clone(nick),
+            key: Arc::clone(nick),
+        };
         let shown = Arc::clone(&nick.shown);
         state.members.insert(
             id,
@@ -169,7 +198,6 @@ impl Hub {
         {
             member.mailbox.shut_down();
         }
-        (id, shown)
     }
 
     /// Tells every member's task the server is shutting down.

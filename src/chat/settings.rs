@@ -23,6 +23,8 @@ pub struct Settings {
     pub history: history::Limits,
     /// `--link` and `--node`: other servers to be one chat with.
     pub link: Option<link::LinkSettings>,
+    /// `--password-file`: the Argon2id hash of the server's password.
+    pub password: Option<std::sync::Arc<str>>,
 }
 
 /// Every default, as `chat-server --chat` runs without the chat flags.
@@ -34,6 +36,7 @@ impl Default for Settings {
             max_rate: Some(DEFAULT_MAX_RATE),
             history: history::Limits::default(),
             link: None,
+            password: None,
         }
     }
 }

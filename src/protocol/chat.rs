@@ -21,6 +21,23 @@ pub const COMMAND_PREFIX: u8 = b'/';
 pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
 pub const LINK_RESTORED: &str = "*** link to other servers restored";
 
+/// After the welcome line, on a server with `--password-file`.
+pub const PASSWORD_NEEDED: &str = "*** this server needs a password: /pass PASSWORD";
+/// Anything but `/pass`, `/quit` and `.` before the password.
+pub const PASS_FIRST: &str = "error: /pass PASSWORD first";
+pub const WRONG_PASSWORD: &str = "error: wrong password";
+/// Before the answer to a password sent over plain TCP from afar.
+pub const PLAIN_TEXT_PASSWORD: &str =
+    "*** note: your password crossed the network in plain text; use TLS (chat-client --tls)";
+
+/// An address that gave too many wrong passwords, for `wait` more.
+pub fn too_many_wrong(wait: std::time::Duration) -> String {
+    format!(
+        "error: too many wrong passwords; try again in {} s",
+        wait.as_secs().max(1)
+    )
+}
+
 /// The link is back, and `lost` lines said here while it was down (past
 /// `--link-buffer`) never reached the other servers.
 pub fn link_restored(lost: u64) -> String {

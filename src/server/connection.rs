@@ -65,6 +65,9 @@ pub(crate) enum End {
     ShuttingDown,
     /// Refused: `--max-connections` (this many) are open.
     ServerFull(usize),
+    /// A chat member gave the server's password wrong too often, or tried
+    /// while its address may not.
+    PasswordRefused,
     /// Refused: `--max-per-address` (`limit`) are open from `address`.
     TooManyFrom {
         address: std::net::IpAddr,
@@ -94,6 +97,7 @@ impl fmt::Display for End {
             End::NotReading(timeout) => write!(f, "client read nothing for {timeout:?}"),
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull(_) => write!(f, "server full"),
+            End::PasswordRefused => write!(f, "wrong password"),
             End::TooManyFrom { address, limit } => {
                 write!(
                     f,
@@ -200,6 +204,16 @@ impl Connection {
                 writes: 0,
             },
         }
+    }
+
+    /// The client's address, if the socket still knows it.
+    pub(crate) fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.stream.tcp().peer_addr().ok()
+    }
+
+    /// Whether the connection speaks TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// For the close log: a client that sent LF line ends but never the

@@ -65,7 +65,8 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::Quit | End::QuitCommand(_) | End::ClientClosed if mode == Mode::Chat => {
             Some(chat_text::BYE.to_string())
         }
-        End::ShuttingDown
+        End::PasswordRefused
+        | End::ShuttingDown
         | End::Quit
         | End::QuitCommand(_)
         | End::ClientClosed

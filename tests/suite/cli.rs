@@ -119,6 +119,7 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--link-buffer",
         "--max-per-address",
         "--exempt",
+        "--password-file",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [

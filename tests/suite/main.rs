@@ -28,6 +28,7 @@ mod logging;
 mod memory;
 mod model;
 mod overhead;
+mod password;
 mod per_address;
 mod server;
 mod shutdown;

@@ -37,10 +37,11 @@ async fn an_address_past_its_limit_is_told_and_closed_and_the_others_go_on() {
     // One leaves: once it is closed, a newcomer comes in.
     alice.send("/quit").await;
     alice.rest().await;
+    drop(alice);
     server
         .wait_for_log("alice's close", |line| line.contains("closed (/quit)"))
         .await;
-    Member::join(server.address).await;
+    let _newcomer = Member::join(server.address).await;
     assert!(
         refused(&server)
             .await

@@ -26,7 +26,7 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// The TCP socket under it all.
-    fn tcp(&self) -> &TcpStream {
+    pub(super) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Tcp(stream) => stream,
             Stream::Tls(session) => session.tcp(),
