@@ -4,6 +4,7 @@
 //! `mailbox` (bounded by `--sendq`); `--max-rate` is a token bucket
 //! (`rate`). Wire texts are in [`crate::protocol::chat`].
 
+mod accounts;
 mod command;
 mod gate;
 mod guessing;
@@ -23,6 +24,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use tokio::time::Sleep;
 
+use crate::accounts::{FileStore, Store};
 use crate::escape;
 use crate::framing::LineFormat;
 use crate::link;
@@ -30,11 +32,15 @@ use crate::protocol::chat as text;
 use crate::server::connection::queued::{SendQueue, Wake};
 use crate::server::connection::{Connection, End};
 use crate::server::session::{Mode, Session};
+use accounts::Accounts;
+use anyhow::Context as _;
 use command::Input;
 use gate::Gate;
+use guessing::Guesses;
 pub use hub::Hub;
 use hub::MemberId;
 use mailbox::{Closing, Mailbox};
+use password::Hasher;
 use rate::TokenBucket;
 pub use settings::{DEFAULT_MAX_RATE, DEFAULT_ROOM, DEFAULT_SENDQ, Settings};
 
@@ -50,6 +56,8 @@ pub(crate) struct Chat {
     hub: Arc<Hub>,
     /// `--password-file`: what a connection passes to come in.
     gate: Option<Arc<Gate>>,
+    /// `--data-dir`: who owns which nick.
+    accounts: Option<Arc<Accounts>>,
 }
 
 impl Chat {
@@ -66,11 +74,29 @@ impl Chat {
             let port: Arc<dyn link::Port> = Arc::clone(&hub) as _;
             hub.set_link(link::start(port, link.clone()).await?);
         }
-        let gate = settings
-            .password
-            .clone()
-            .map(|hash| Arc::new(Gate::new(hash)));
-        Ok(Chat { hub, gate })
+        let (hasher, guesses) = (Arc::new(Hasher::default()), Arc::new(Guesses::default()));
+        let gate = settings.password.clone().map(|hash| {
+            let (hasher, guesses) = (Arc::clone(&hasher), Arc::clone(&guesses));
+            Arc::new(Gate::new(hash, hasher, guesses))
+        });
+        let accounts = match &settings.data_dir {
+            Some(dir) => {
+                let store: Arc<dyn Store> = Arc::new(FileStore::open(dir)?);
+                let nicks = store.nicks().await.context("reading the accounts")?;
+                hub.set_registered(nicks);
+                Some(Arc::new(Accounts {
+                    store,
+                    hasher,
+                    guesses,
+                }))
+            }
+            None => None,
+        };
+        Ok(Chat {
+            hub,
+            gate,
+            accounts,
+        })
     }
 }
 
@@ -110,7 +136,7 @@ impl Session for Chat {
             self.hub
                 .seat(guest.id, &guest.nick, Arc::clone(&guest.mailbox));
         }
-        take_part(guest, connection, &self.hub).await
+        take_part(guest, connection, &self.hub, self.accounts.as_ref()).await
     }
 
     fn shut_down(&self) {
@@ -147,9 +173,18 @@ fn shared(batch: &mut BytesMut) -> Bytes {
 /// Has the guest take part in the chat until it leaves, and says why it
 /// did. What it is still owed is in the connection's outbox, for the
 /// close.
-async fn take_part(guest: &mut Guest, connection: &mut Connection, hub: &Hub) -> End {
+async fn take_part(
+    guest: &mut Guest,
+    connection: &mut Connection,
+    hub: &Arc<Hub>,
+    accounts: Option<&Arc<Accounts>>,
+) -> End {
     let id = guest.id;
+    let address = connection.peer().map(|peer| peer.ip().to_canonical());
     let mut member = Member {
+        accounts,
+        address,
+        plain_from_afar: !connection.is_tls() && address.is_some_and(|ip| !ip.is_loopback()),
         id,
         nick: Arc::clone(&guest.nick),
         hub,
@@ -176,7 +211,14 @@ struct Member<'a> {
     id: MemberId,
     /// Kept here too, since only this task changes it.
     nick: Arc<str>,
-    hub: &'a Hub,
+    hub: &'a Arc<Hub>,
+    /// `--data-dir`: the accounts, for `/register`, `/login`, `/password`.
+    accounts: Option<&'a Arc<Accounts>>,
+    /// The client's address, against which wrong passwords count.
+    address: Option<std::net::IpAddr>,
+    /// Neither TLS nor loopback: a password it sends crossed the network
+    /// in plain text, and it is told so.
+    plain_from_afar: bool,
     /// Only with `--max-rate`.
     rate: Option<TokenBucket>,
     mailbox: Arc<Mailbox>,
@@ -282,6 +324,10 @@ impl Member<'_> {
         let mut handled = 0;
         // Looked at again only after a command: a line costs no lock.
         let mut awaiting = self.mailbox.awaiting();
+        // Given by a login, this member's or its nick's owner's elsewhere.
+        if let Some(nick) = self.mailbox.take_new_nick() {
+            self.nick = nick;
+        }
         let result = loop {
             if self.blocked.is_some() {
                 break Ok(Handled::LinkFull);
@@ -398,9 +444,34 @@ impl Member<'_> {
             }
             // Only a connection that has not come in yet gives it.
             Input::Pass(_) => self.tell(&[text::unknown_command("/pass")]),
+            Input::Register(password) => match self.accounts {
+                Some(accounts) => accounts.register(&self.asker(), password),
+                None => self.tell(&[text::NO_ACCOUNTS]),
+            },
+            Input::Login { nick, password } => match self.accounts {
+                Some(accounts) => accounts.log_in(&self.asker(), nick, password),
+                None => self.tell(&[text::NO_ACCOUNTS]),
+            },
+            Input::ChangePassword { old, new } => match self.accounts {
+                Some(accounts) => accounts.change_password(&self.asker(), old, new),
+                None => self.tell(&[text::NO_ACCOUNTS]),
+            },
             Input::Say(_) | Input::Nothing => {}
         }
         Ok(())
+    }
+
+    /// The member, as an account command sees it.
+    fn asker(&self) -> accounts::Asker<'_> {
+        if self.plain_from_afar {
+            self.tell(&[text::PLAIN_TEXT_PASSWORD]);
+        }
+        accounts::Asker {
+            hub: self.hub,
+            id: self.id,
+            mailbox: &self.mailbox,
+            address: self.address,
+        }
     }
 
     /// Sends the member lines of its own (answers, errors).

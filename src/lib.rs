@@ -26,6 +26,7 @@
 //!
 //! The binaries in `src/bin/` only parse arguments and call in here.
 
+pub mod accounts;
 pub mod address;
 mod allocator;
 pub mod chat;

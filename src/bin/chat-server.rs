@@ -110,6 +110,11 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "chat")]
     password_file: Option<PathBuf>,
 
+    /// Chat mode: keep accounts (registered nicks) in this directory, made
+    /// readable by its owner only
+    #[arg(long, value_name = "DIR", requires = "chat")]
+    data_dir: Option<PathBuf>,
+
     /// Chat mode: connections one client address may hold at once; past
     /// them a newcomer is told so and closed
     #[arg(long, value_name = "N", default_value_t = server::per_address::DEFAULT_MAX_PER_ADDRESS,
@@ -301,6 +306,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 buffer: args.link_buffer,
             }),
             password,
+            data_dir: args.data_dir,
         }),
         per_address: args.chat.then(|| {
             let exempt = match args.exempt.is_empty() {

@@ -35,6 +35,18 @@ pub enum Input<'a> {
     QuitLine,
     /// `/pass PASSWORD`: the server's password, before anything else.
     Pass(&'a [u8]),
+    /// `/register PASSWORD`: the member's nick is theirs.
+    Register(&'a [u8]),
+    /// `/login NICK PASSWORD`.
+    Login {
+        nick: &'a [u8],
+        password: &'a [u8],
+    },
+    /// `/password OLD NEW`.
+    ChangePassword {
+        old: &'a [u8],
+        new: &'a [u8],
+    },
     Help,
     /// A command nobody knows, as typed (`/foo`).
     Unknown(&'a [u8]),
@@ -77,6 +89,15 @@ impl<'a> Input<'a> {
             b"quit" => Input::Quit((!argument.is_empty()).then_some(argument)),
             // The password as typed: spaces inside and around it count.
             b"pass" => Input::Pass(rest),
+            b"register" => Input::Register(argument),
+            b"login" => {
+                let (nick, password) = split_word(argument);
+                Input::Login { nick, password }
+            }
+            b"password" => {
+                let (old, new) = split_word(argument);
+                Input::ChangePassword { old, new }
+            }
             b"help" => Input::Help,
             _ => Input::Unknown(&line[..=name.len()]),
         }

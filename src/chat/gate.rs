@@ -21,17 +21,18 @@ pub const TRIES: usize = 3;
 #[derive(Debug)]
 pub struct Gate {
     hash: Arc<str>,
-    hasher: Hasher,
-    guesses: Guesses,
+    hasher: Arc<Hasher>,
+    guesses: Arc<Guesses>,
 }
 
 impl Gate {
-    /// The gate of the password `hash` was made from.
-    pub fn new(hash: Arc<str>) -> Self {
+    /// The gate of the password `hash` was made from, checked by `hasher`,
+    /// wrong ones counted in `guesses` (shared with `/login`).
+    pub fn new(hash: Arc<str>, hasher: Arc<Hasher>, guesses: Arc<Guesses>) -> Self {
         Self {
             hash,
-            hasher: Hasher::default(),
-            guesses: Guesses::default(),
+            hasher,
+            guesses,
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
+mod accounts;
 mod linked;
 
 use super::history::History;
@@ -58,6 +59,8 @@ struct State {
     rooms: BTreeMap<Arc<str>, Room>,
     /// Set by [`Hub::shut_down`]; a member arriving after it is told at once.
     shutting_down: bool,
+    /// Folded nicks with an account: only their owner may take them.
+    registered: std::collections::HashSet<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,8 @@ struct Member {
     /// Shared with the room's key: no string of its own per member.
     room: Arc<str>,
     mailbox: Arc<Mailbox>,
+    /// It logged in (or registered) as its nick.
+    owns_nick: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,8 +141,10 @@ impl Hub {
     /// A new member: gives it a guest nick, puts it in the default room and
     /// greets it; the room is told it joined. Returns its id and nick.
     pub fn arrive(&self, mailbox: Arc<Mailbox>) -> (MemberId, Arc<str>) {
-        let (id, nick) = self.reserve_guest();
-        self.seat(id, &nick, mailbox);
+        // One lock for both: members join in the order of their numbers.
+        let mut state = self.lock();
+        let (id, nick) = state.reserve_guest();
+        self.seat_in(&mut state, id, &nick, mailbox);
         (id, nick)
     }
 
@@ -145,20 +152,7 @@ impl Hub {
     /// owes the server's password): nobody else can take the nick, and
     /// nobody finds the connection by it.
     pub fn reserve_guest(&self) -> (MemberId, Arc<str>) {
-        let mut state = self.lock();
-        let id = state.next_member;
-        state.next_member += 1;
-        let nick = loop {
-            state.next_guest += 1;
-            let nick = format!("guest{}", state.next_guest);
-            if !state.nicks.contains_key(nick.as_str()) {
-                break nick;
-            }
-        };
-        // Guest nicks are folded already.
-        let nick: Arc<str> = nick.into();
-        state.nicks.insert(Arc::clone(&nick), id);
-        (id, nick)
+        self.lock().reserve_guest()
     }
 
     /// A connection that never came in lets its reserved nick go.
@@ -173,7 +167,11 @@ impl Hub {
     /// default room and greets it; the room is told it joined.
     pub fn seat(&self, id: MemberId, nick: &Arc<str>, mailbox: Arc<Mailbox>) {
         let mut state = self.lock();
-        let room = self.room_name(&mut state, &self.settings.room);
+        self.seat_in(&mut state, id, nick, mailbox);
+    }
+
+    fn seat_in(&self, state: &mut State, id: MemberId, nick: &Arc<str>, mailbox: Arc<Mailbox>) {
+        let room = self.room_name(state, &self.settings.room);
         let nick = Nick {
             shown: Arc::clone(nick),
             key: Arc::clone(nick),
@@ -185,10 +183,11 @@ impl Hub {
                 nick,
                 room: Arc::clone(&room),
                 mailbox,
+                owns_nick: false,
             },
         );
         let welcome = text::welcome(&room, &shown);
-        self.enter(&mut state, id, &room, welcome, true);
+        self.enter(state, id, &room, welcome, true);
         if let Some(link) = self.link() {
             let nick = Arc::clone(&shown);
             link.publish(Event::Joined { room, nick });
@@ -248,6 +247,9 @@ impl Hub {
         if taken_by.is_some_and(|&owner| owner != id) {
             return Err(text::nick_taken(new));
         }
+        if state.registered.contains(names::fold(new).as_ref()) && !state.owns(id, new) {
+            return Err(text::nick_registered(new));
+        }
         let nick = Nick::new(new);
         let shown = Arc::clone(&nick.shown);
         let Some(member) = state.members.get_mut(&id) else {
@@ -255,6 +257,8 @@ impl Hub {
         };
         let key = Arc::clone(&nick.key);
         let old = std::mem::replace(&mut member.nick, nick);
+        // Another nick is not the one it logged in as.
+        member.owns_nick &= old.key == key;
         let room = Arc::clone(&member.room);
         state.nicks.remove(&old.key);
         state.nicks.insert(Arc::clone(&key), id);
@@ -510,6 +514,27 @@ impl Hub {
 }
 
 impl State {
+    /// A new member's id and guest nick, the nick taken.
+    fn reserve_guest(&mut self) -> (MemberId, Arc<str>) {
+        let id = self.next_member;
+        self.next_member += 1;
+        // Guest nicks are folded already.
+        let nick: Arc<str> = self.new_guest_nick().into();
+        self.nicks.insert(Arc::clone(&nick), id);
+        (id, nick)
+    }
+
+    /// A guest nick no one has: `guestN`, N counting up.
+    fn new_guest_nick(&mut self) -> String {
+        loop {
+            self.next_guest += 1;
+            let nick = format!("guest{}", self.next_guest);
+            if !self.nicks.contains_key(nick.as_str()) {
+                return nick;
+            }
+        }
+    }
+
     fn nick(&self, id: MemberId) -> &str {
         self.members
             .get(&id)

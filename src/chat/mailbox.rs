@@ -59,6 +59,9 @@ struct Queue {
     /// greeting, `/who`, `/rooms`, `/msg` across): what the member sends
     /// waits for it, so answers come in the order asked, one at a time.
     awaiting: bool,
+    /// A nick given to the member by another task (it logged in, or its
+    /// owner did elsewhere), for the member's own task to take.
+    new_nick: Option<std::sync::Arc<str>>,
 }
 
 /// Why a member's mailbox stopped taking lines.
@@ -117,6 +120,17 @@ impl Mailbox {
     pub fn answer(&self, bytes: &Bytes) {
         self.lock().awaiting = false;
         self.queue(bytes, true);
+    }
+
+    /// The member's nick is now `nick`: its task takes it before its next
+    /// line.
+    pub fn renamed(&self, nick: std::sync::Arc<str>) {
+        self.lock().new_nick = Some(nick);
+    }
+
+    /// A nick given by another task since the last call.
+    pub fn take_new_nick(&self) -> Option<std::sync::Arc<str>> {
+        self.lock().new_nick.take()
     }
 
     /// Whether an answer from the other servers is still on its way.

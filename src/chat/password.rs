@@ -71,6 +71,13 @@ fn matches(password: &[u8], hash: &str) -> bool {
 }
 
 impl Hasher {
+    /// `password`'s hash, made on a blocking thread once one of the cores'
+    /// turns is free.
+    pub async fn hash(&self, password: Vec<u8>) -> anyhow::Result<String> {
+        let _turn = self.running.acquire().await?;
+        tokio::task::spawn_blocking(move || hash_now(&password)).await?
+    }
+
     /// Whether `password` is the one `hash` was made from, checked on a
     /// blocking thread once one of the cores' turns is free.
     pub async fn check(&self, password: Vec<u8>, hash: Arc<str>) -> bool {

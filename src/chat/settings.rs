@@ -25,6 +25,8 @@ pub struct Settings {
     pub link: Option<link::LinkSettings>,
     /// `--password-file`: the Argon2id hash of the server's password.
     pub password: Option<std::sync::Arc<str>>,
+    /// `--data-dir`: where the accounts are kept.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Every default, as `chat-server --chat` runs without the chat flags.
@@ -37,6 +39,7 @@ impl Default for Settings {
             history: history::Limits::default(),
             link: None,
             password: None,
+            data_dir: None,
         }
     }
 }

@@ -21,6 +21,39 @@ pub const COMMAND_PREFIX: u8 = b'/';
 pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
 pub const LINK_RESTORED: &str = "*** link to other servers restored";
 
+/// Accounts, on a server without a store.
+pub const NO_ACCOUNTS: &str = "error: this server keeps no accounts (start it with --data-dir DIR)";
+pub const REGISTER_NEEDS_PASSWORD: &str = "error: /register PASSWORD";
+pub const LOGIN_NEEDS: &str = "error: /login NICK PASSWORD";
+pub const PASSWORD_NEEDS: &str = "error: /password OLD NEW";
+pub const LOGIN_FIRST: &str =
+    "error: /login first: /password changes the password you are logged in with";
+pub const GUEST_NOT_REGISTERED: &str =
+    "error: guest nicks cannot be registered; take one with /nick NAME first";
+pub const PASSWORD_CHANGED: &str = "*** your password is changed";
+/// The store failed (a full disk, say): nothing was changed.
+pub const ACCOUNTS_FAILED: &str = "error: the accounts could not be reached; try again";
+
+/// `/register` done.
+pub fn registered_to_you(nick: &str) -> String {
+    format!("*** nick {nick} is registered to you; /login {nick} PASSWORD next time")
+}
+
+/// `/nick NAME` (or `/register`) for a nick someone owns.
+pub fn nick_registered(nick: &str) -> String {
+    format!("error: nick \"{nick}\" is registered; /login {nick} PASSWORD")
+}
+
+/// `/login` done.
+pub fn logged_in(nick: &str) -> String {
+    format!("*** you are now {nick} (logged in)")
+}
+
+/// To a connection whose nick's owner logged in on another.
+pub fn logged_in_elsewhere(nick: &str, guest: &str) -> String {
+    format!("*** {nick} logged in elsewhere; you are now {guest}")
+}
+
 /// After the welcome line, on a server with `--password-file`.
 pub const PASSWORD_NEEDED: &str = "*** this server needs a password: /pass PASSWORD";
 /// Anything but `/pass`, `/quit` and `.` before the password.

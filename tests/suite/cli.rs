@@ -120,6 +120,7 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--max-per-address",
         "--exempt",
         "--password-file",
+        "--data-dir",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [

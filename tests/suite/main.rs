@@ -8,6 +8,7 @@
 
 mod common;
 
+mod accounts;
 mod chat;
 mod chat_load;
 mod chat_memory;
