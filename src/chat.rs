@@ -201,7 +201,9 @@ async fn take_part(
         std::future::poll_fn(|context| waiting.poll_handed(link, context)).await;
     }
     let why = member.why_left(&end);
-    hub.leave(id, why.as_deref(), matches!(end, End::ShuttingDown));
+    // A kick was told to the room already.
+    let quietly = matches!(end, End::ShuttingDown | End::Kicked(_));
+    hub.leave(id, why.as_deref(), quietly);
     member.hand_over(connection, &end);
     end
 }
@@ -271,6 +273,9 @@ impl Member<'_> {
                     };
                 }
                 Err(Closing::ShuttingDown) => return End::ShuttingDown,
+                Err(Closing::Kicked) => {
+                    return End::Kicked(self.mailbox.farewell().unwrap_or_default());
+                }
             }
             match connection.write_queued(&mut self.queue) {
                 Ok(written) => self.mailbox.written(written),
@@ -444,6 +449,13 @@ impl Member<'_> {
             }
             // Only a connection that has not come in yet gives it.
             Input::Pass(_) => self.tell(&[text::unknown_command("/pass")]),
+            Input::Kick { nick, reason } => {
+                let reason = (!reason.is_empty()).then(|| escape::escaped(reason));
+                let nick = escape::escaped(nick);
+                if let Err(line) = self.hub.kick(self.id, &nick, reason.as_deref()) {
+                    self.tell(&[line]);
+                }
+            }
             Input::Register(password) => match self.accounts {
                 Some(accounts) => accounts.register(&self.asker(), password),
                 None => self.tell(&[text::NO_ACCOUNTS]),
@@ -492,6 +504,7 @@ impl Member<'_> {
             | End::ShuttingDown
             | End::ServerFull(_)
             | End::TooManyFrom { .. }
+            | End::Kicked(_)
             | End::PasswordRefused
             | End::NotTls => {
                 return None;

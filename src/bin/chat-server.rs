@@ -115,6 +115,11 @@ struct Args {
     #[arg(long, value_name = "DIR", requires = "chat")]
     data_dir: Option<PathBuf>,
 
+    /// Chat mode: this registered nick is an operator once logged in (/kick);
+    /// repeatable; needs --data-dir
+    #[arg(long, value_name = "NICK", value_parser = operator_nick, requires = "data_dir")]
+    op: Vec<String>,
+
     /// Chat mode: connections one client address may hold at once; past
     /// them a newcomer is told so and closed
     #[arg(long, value_name = "N", default_value_t = server::per_address::DEFAULT_MAX_PER_ADDRESS,
@@ -181,6 +186,13 @@ fn host(text: &str) -> Result<String, String> {
 /// Parses `--link`: NATS server addresses, separated by commas.
 fn link_url(text: &str) -> Result<String, String> {
     chat::link::addresses(text).map(|_| text.to_string())
+}
+
+/// Parses `--op`: a nick, folded.
+fn operator_nick(text: &str) -> Result<String, String> {
+    chat::names::nick(text.as_bytes())
+        .map(|nick| nick.to_ascii_lowercase())
+        .ok_or_else(|| "a nick is 1-24 letters, digits, - or _, starting with a letter".to_string())
 }
 
 /// One `--exempt`: a network, or none at all.
@@ -307,6 +319,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             }),
             password,
             data_dir: args.data_dir,
+            operators: args.op,
         }),
         per_address: args.chat.then(|| {
             let exempt = match args.exempt.is_empty() {

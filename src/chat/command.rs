@@ -35,6 +35,11 @@ pub enum Input<'a> {
     QuitLine,
     /// `/pass PASSWORD`: the server's password, before anything else.
     Pass(&'a [u8]),
+    /// `/kick NICK [REASON]` (operators).
+    Kick {
+        nick: &'a [u8],
+        reason: &'a [u8],
+    },
     /// `/register PASSWORD`: the member's nick is theirs.
     Register(&'a [u8]),
     /// `/login NICK PASSWORD`.
@@ -90,6 +95,13 @@ impl<'a> Input<'a> {
             // The password as typed: spaces inside and around it count.
             b"pass" => Input::Pass(rest),
             b"register" => Input::Register(argument),
+            b"kick" => {
+                let (nick, reason) = split_word(argument);
+                Input::Kick {
+                    nick,
+                    reason: trim(reason),
+                }
+            }
             b"login" => {
                 let (nick, password) = split_word(argument);
                 Input::Login { nick, password }

@@ -62,6 +62,8 @@ struct Queue {
     /// A nick given to the member by another task (it logged in, or its
     /// owner did elsewhere), for the member's own task to take.
     new_nick: Option<std::sync::Arc<str>>,
+    /// With [`Closing::Kicked`]: the line the member is sent last.
+    farewell: Option<Box<str>>,
 }
 
 /// Why a member's mailbox stopped taking lines.
@@ -71,6 +73,8 @@ pub enum Closing {
     Overflowed,
     /// The server is shutting down.
     ShuttingDown,
+    /// An operator kicked the member: its last line is in the mailbox.
+    Kicked,
 }
 
 impl Mailbox {
@@ -148,6 +152,25 @@ impl Mailbox {
         if let Some(waker) = waiting {
             waker.wake();
         }
+    }
+
+    /// Closes the mailbox: the member is to be sent `farewell` and cut.
+    pub fn kick(&self, farewell: String) {
+        let mut queue = self.lock();
+        if queue.closing.is_none() {
+            queue.closing = Some(Closing::Kicked);
+            queue.farewell = Some(farewell.into());
+        }
+        let waiting = queue.waiting.take();
+        drop(queue);
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    /// The last line of a member kicked.
+    pub fn farewell(&self) -> Option<Box<str>> {
+        self.lock().farewell.take()
     }
 
     /// Moves everything queued to the back of `into`, for writing; once

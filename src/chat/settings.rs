@@ -27,6 +27,9 @@ pub struct Settings {
     pub password: Option<std::sync::Arc<str>>,
     /// `--data-dir`: where the accounts are kept.
     pub data_dir: Option<std::path::PathBuf>,
+    /// `--op NICK`: registered nicks (folded) that are operators once
+    /// logged in.
+    pub operators: Vec<String>,
 }
 
 /// Every default, as `chat-server --chat` runs without the chat flags.
@@ -40,6 +43,7 @@ impl Default for Settings {
             link: None,
             password: None,
             data_dir: None,
+            operators: Vec::new(),
         }
     }
 }

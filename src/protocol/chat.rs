@@ -21,6 +21,27 @@ pub const COMMAND_PREFIX: u8 = b'/';
 pub const LINK_LOST: &str = "*** lost link to other servers; only people on this server hear you";
 pub const LINK_RESTORED: &str = "*** link to other servers restored";
 
+/// To a member kicked by `op`, as it is closed.
+pub fn kicked(op: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) => format!("error: kicked by {op} ({reason})"),
+        None => format!("error: kicked by {op}"),
+    }
+}
+
+/// To the room of a member kicked.
+pub fn was_kicked(nick: &str, op: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) => format!("*** {nick} was kicked by {op} ({reason})"),
+        None => format!("*** {nick} was kicked by {op}"),
+    }
+}
+
+/// An operator's command given by someone else.
+pub fn for_operators(command: &str) -> String {
+    format!("error: {command} is for operators")
+}
+
 /// Accounts, on a server without a store.
 pub const NO_ACCOUNTS: &str = "error: this server keeps no accounts (start it with --data-dir DIR)";
 pub const REGISTER_NEEDS_PASSWORD: &str = "error: /register PASSWORD";

@@ -65,6 +65,8 @@ pub(crate) enum End {
     ShuttingDown,
     /// Refused: `--max-connections` (this many) are open.
     ServerFull(usize),
+    /// An operator kicked the chat member; the line it is sent last.
+    Kicked(Box<str>),
     /// A chat member gave the server's password wrong too often, or tried
     /// while its address may not.
     PasswordRefused,
@@ -98,6 +100,7 @@ impl fmt::Display for End {
             End::ShuttingDown => write!(f, "server shutting down"),
             End::ServerFull(_) => write!(f, "server full"),
             End::PasswordRefused => write!(f, "wrong password"),
+            End::Kicked(line) => write!(f, "{}", line.strip_prefix("error: ").unwrap_or(line)),
             End::TooManyFrom { address, limit } => {
                 write!(
                     f,

@@ -59,6 +59,7 @@ pub(crate) fn farewell(end: &End, mode: Mode) -> Option<String> {
         End::Idle(timeout) => Some(protocol::idle(*timeout)),
         End::ServerFull(max_connections) => Some(protocol::server_full(*max_connections)),
         End::TooManyFrom { address, limit } => Some(protocol::too_many_from(*address, *limit)),
+        End::Kicked(line) => Some(line.to_string()),
         End::NotTls => Some(protocol::TLS_REQUIRED.to_string()),
         End::TooSlow { sendq } => Some(chat_text::too_slow(*sendq)),
         End::ShuttingDown if mode == Mode::Chat => Some(chat_text::SHUTTING_DOWN.to_string()),

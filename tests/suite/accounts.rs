@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chat::protocol::chat::{
-    NO_ACCOUNTS, PASSWORD_CHANGED, WRONG_PASSWORD, logged_in, logged_in_elsewhere, nick_registered,
-    nick_taken, registered_to_you,
+    NO_ACCOUNTS, PASSWORD_CHANGED, WRONG_PASSWORD, for_operators, kicked, logged_in,
+    logged_in_elsewhere, nick_registered, nick_taken, registered_to_you, was_kicked,
 };
 
 use crate::common::member::Member;
@@ -176,4 +176,45 @@ async fn without_a_store_there_are_no_accounts() {
         alice.send(command).await;
         alice.expect(NO_ACCOUNTS).await;
     }
+}
+
+#[tokio::test]
+async fn an_operator_kicks_and_nobody_else_may() {
+    let data = DataDir::new();
+    let mut server = Server::start(&["--chat", "--data-dir", data.path(), "--op", "alice"]).await;
+    let mut alice = Member::named(server.address, "alice").await;
+    alice.send("/register op-pass").await;
+    alice.expect(&registered_to_you("alice")).await;
+    let mut bob = Member::named(server.address, "bob").await;
+    let mut carol = Member::named(server.address, "carol").await;
+    bob.send("/kick carol").await;
+    until(&mut bob, &for_operators("/kick")).await;
+    alice.send("/kick bob spamming").await;
+    until(&mut carol, &was_kicked("bob", "alice", Some("spamming"))).await;
+    let rest = bob.rest().await;
+    assert!(
+        rest.ends_with(&format!("{}\r\n", kicked("alice", Some("spamming")))),
+        "{rest:?}"
+    );
+    drop(bob);
+    server
+        .wait_for_log("bob's close", |line| {
+            line.contains("bob closed (kicked by alice (spamming))")
+        })
+        .await;
+    // No "left" notice after the kick.
+    carol.send("/who").await;
+    until(&mut carol, "*** here in #lobby (2): alice, carol").await;
+}
+
+#[tokio::test]
+async fn an_operator_needs_a_store() {
+    assert_refuses_arguments(
+        SERVER,
+        &[
+            &["--chat", "--op", "alice"],
+            &["--chat", "--data-dir", "d", "--op", "9x"],
+        ],
+    )
+    .await;
 }

@@ -121,6 +121,7 @@ async fn help_fits_80_columns_lists_every_flag_and_has_examples() {
         "--exempt",
         "--password-file",
         "--data-dir",
+        "--op",
     ];
     let client_only = ["--connect-timeout", "[HOST] [PORT]"];
     for (program, name, own) in [

@@ -122,6 +122,37 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// `/kick NICK [REASON]` by member `op`: NICK is told who kicked it and
+    /// why, and closed; its room is told. `Err` with the line for `op` if
+    /// it is no operator or there is no such member.
+    pub fn kick(&self, op: MemberId, nick: &str, reason: Option<&str>) -> Result<(), String> {
+        let state = self.lock();
+        let Some(operator) = state.members.get(&op).filter(|member| {
+            member.owns_nick
+                && self
+                    .settings
+                    .operators
+                    .iter()
+                    .any(|name| **name == *member.nick.key)
+        }) else {
+            return Err(text::for_operators("/kick"));
+        };
+        let target = state.nicks.get(names::fold(nick).as_ref());
+        let Some((&id, member)) = target.and_then(|&id| state.members.get_key_value(&id)) else {
+            return Err(text::no_such_nick(nick));
+        };
+        let by = &operator.nick.shown;
+        let notice = self.lines(&[text::was_kicked(&member.nick.shown, by, reason)]);
+        state.send_to_room(&member.room, Some(id), &notice);
+        if operator.room != member.room {
+            state.send_to(op, notice);
+        }
+        member.mailbox.kick(text::kicked(by, reason));
+        Ok(())
+    }
+}
+
 /// Guest nicks (`guestN`) cannot be registered.
 fn is_guest(key: &str) -> bool {
     key.strip_prefix("guest")
