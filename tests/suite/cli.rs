@@ -212,17 +212,6 @@ async fn a_host_of_digits_and_a_port_given_twice_are_usage_errors() {
     }
 }
 
-/// What `program ARGS` prints on stderr, checked to be one line and exit 1.
-async fn start_up_error(program: &str, args: &[&str]) -> String {
-    let output = within("the program to fail", command(program).args(args).output())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    stderr.trim_end().to_string()
-}
-
 #[tokio::test]
 async fn start_up_errors_say_what_to_do() {
     // TEST-NET-1 is no address of this machine; binding it sends nothing.

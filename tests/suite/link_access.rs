@@ -88,23 +88,14 @@ async fn a_bad_link_or_link_ca_is_refused_with_one_clear_line() {
     .await;
     let missing = std::env::temp_dir().join("chat-no-such-ca.pem");
     let missing = missing.to_str().unwrap();
-    let output = within(
-        "the server to fail",
-        command(SERVER)
-            .args([
-                "--chat",
-                "--link",
-                "tls://127.0.0.1:1",
-                "--link-ca",
-                missing,
-            ])
-            .output(),
-    )
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let args = [
+        "--chat",
+        "--link",
+        "tls://127.0.0.1:1",
+        "--link-ca",
+        missing,
+    ];
+    let stderr = start_up_error(SERVER, &args).await;
     assert!(
         stderr.contains(&format!("reading --link-ca {missing}")),
         "{stderr}"

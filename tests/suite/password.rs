@@ -168,17 +168,7 @@ async fn a_password_file_others_may_read_or_an_empty_one_is_refused() {
         (&empty, "its first line, the password, is empty".to_string()),
     ] {
         let file = file.to_str().unwrap();
-        let output = within(
-            "the server to refuse its password file",
-            command(SERVER)
-                .args(["--chat", "--password-file", file])
-                .output(),
-        )
-        .await
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stderr = start_up_error(SERVER, &["--chat", "--password-file", file]).await;
         assert!(stderr.contains(&wanted), "{stderr}");
         assert!(!stderr.contains(PASSWORD), "{stderr}");
     }

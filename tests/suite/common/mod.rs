@@ -405,6 +405,17 @@ pub fn replies_to(lines: &[String]) -> Vec<u8> {
         .collect()
 }
 
+/// What `program ARGS` prints on stderr, checked to be one line and exit 1.
+pub async fn start_up_error(program: &str, args: &[&str]) -> String {
+    let output = within("the program to fail", command(program).args(args).output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr.trim_end().to_string()
+}
+
 /// Checks that `program` refuses each set of arguments the way clap does:
 /// exit status 2, and an `error:` message pointing to `--help`.
 pub async fn assert_refuses_arguments(program: &str, cases: &[&[&str]]) {
