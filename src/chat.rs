@@ -327,10 +327,10 @@ impl Member<'_> {
     fn handle_lines(&mut self, connection: &mut Connection) -> Result<Handled, End> {
         let mut batch = BytesMut::new();
         let mut handled = 0;
-        // Looked at again only after a command: a line costs no lock.
-        let mut awaiting = self.mailbox.awaiting();
-        // Given by a login, this member's or its nick's owner's elsewhere.
-        if let Some(nick) = self.mailbox.take_new_nick() {
+        // Looked at again only after a command: a line costs no lock. A
+        // new nick comes from a login, this member's or its nick's owner's.
+        let (mut awaiting, new_nick) = self.mailbox.awaiting_and_new_nick();
+        if let Some(nick) = new_nick {
             self.nick = nick;
         }
         let result = loop {

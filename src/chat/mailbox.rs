@@ -132,9 +132,12 @@ impl Mailbox {
         self.lock().new_nick = Some(nick);
     }
 
-    /// A nick given by another task since the last call.
-    pub fn take_new_nick(&self) -> Option<std::sync::Arc<str>> {
-        self.lock().new_nick.take()
+    /// Whether an answer is on its way (as [`Mailbox::awaiting`]), and a
+    /// nick given by another task since the last call: one lock for both,
+    /// once a wake-up.
+    pub fn awaiting_and_new_nick(&self) -> (bool, Option<std::sync::Arc<str>>) {
+        let mut queue = self.lock();
+        (queue.awaiting, queue.new_nick.take())
     }
 
     /// Whether an answer from the other servers is still on its way.
