@@ -175,4 +175,66 @@ mod tests {
         assert_eq!(Input::parse(b"/meow"), Unknown(b"/meow"));
         assert_eq!(Input::parse(b"/"), Unknown(b"/"));
     }
+
+    #[test]
+    fn account_commands() {
+        assert_eq!(Input::parse(b"/pass  two words "), Pass(b" two words "));
+        assert_eq!(Input::parse(b"/register s3cret"), Register(b"s3cret"));
+        assert_eq!(
+            Input::parse(b"/login alice s3cret"),
+            Login {
+                nick: b"alice",
+                password: b"s3cret"
+            }
+        );
+        assert_eq!(
+            Input::parse(b"/PASSWORD old new"),
+            ChangePassword {
+                old: b"old",
+                new: b"new"
+            }
+        );
+        assert_eq!(
+            Input::parse(b"/kick bob  flooding the room"),
+            Kick {
+                nick: b"bob",
+                reason: b"flooding the room"
+            }
+        );
+    }
+
+    /// Every argument `parse` hands out is part of the line it was given.
+    fn within(line: &[u8], part: &[u8]) -> bool {
+        let (start, end) = (line.as_ptr() as usize, line.as_ptr() as usize + line.len());
+        let at = part.as_ptr() as usize;
+        part.is_empty() || (start <= at && at + part.len() <= end)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// Whatever a member sends, parsing never panics, and what it
+        /// hands out is the line's own bytes: a command word and its
+        /// arguments, or the line itself.
+        #[test]
+        fn any_line_parses_into_parts_of_itself(
+            line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            command in proptest::sample::select(&["", "/", "//", "/me ", "/nick ", "/msg ",
+                "/login ", "/password ", "/pass ", "/register ", "/kick ", "/quit ", "/JOIN "][..]),
+        ) {
+            let line = [command.as_bytes(), &line].concat();
+            let parts: Vec<&[u8]> = match Input::parse(&line) {
+                Say(text) | Action(text) | Nick(text) | Join(text) | Pass(text)
+                | Register(text) | Unknown(text) => vec![text],
+                Message { to, text } => vec![to, text],
+                Login { nick, password } => vec![nick, password],
+                ChangePassword { old, new } => vec![old, new],
+                Kick { nick, reason } => vec![nick, reason],
+                Quit(reason) => reason.into_iter().collect(),
+                Nothing | QuitLine | Part | Who | Rooms | Help => vec![],
+            };
+            for part in parts {
+                proptest::prop_assert!(within(&line, part), "{line:?}: {part:?}");
+            }
+        }
+    }
 }
